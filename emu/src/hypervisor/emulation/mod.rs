@@ -1,0 +1,44 @@
+//! Recovery from instructions KVM could not emulate (`KVM_EXIT_INTERNAL_ERROR`, suberror 1).
+//!
+//! On hosts without hardware virtualization (and on real hosts, for vector instructions that
+//! touch MMIO), KVM's instruction emulator meets instructions it does not implement. KVM_RUN
+//! then returns with the vCPU state intact. This module decodes the instruction with
+//! `iced-x86`, and either recovers (injects the exception the instruction raises, or emulates
+//! it against the guest's registers and memory) or produces a clear report for the VM to stop
+//! with.
+//!
+//! The code here only sees the vCPU through [`GuestCpu`], so every recovery is unit-tested
+//! without KVM.
+
+use kvm_bindings::{kvm_regs, kvm_sregs};
+
+/// What recovery needs from a vCPU: registers, guest-virtual memory and exception injection.
+pub trait GuestCpu {
+    fn regs(&self) -> Result<kvm_regs, CpuAccessError>;
+    fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), CpuAccessError>;
+    fn sregs(&self) -> Result<kvm_sregs, CpuAccessError>;
+    /// The SSE control/status register.
+    fn mxcsr(&self) -> Result<u32, CpuAccessError>;
+    fn set_mxcsr(&mut self, value: u32) -> Result<(), CpuAccessError>;
+    /// The x87 FPU status word (for `fwait`).
+    fn fpu_status_word(&self) -> Result<u16, CpuAccessError>;
+    /// The x87 FPU control word (for `fwait`).
+    fn fpu_control_word(&self) -> Result<u16, CpuAccessError>;
+    /// Reads guest-virtual memory, translating through the guest's page tables.
+    fn read_virtual(&self, gva: u64, buf: &mut [u8]) -> Result<(), CpuAccessError>;
+    /// Writes guest-virtual memory, translating through the guest's page tables.
+    fn write_virtual(&mut self, gva: u64, buf: &[u8]) -> Result<(), CpuAccessError>;
+    /// Queues an exception for delivery on the next entry.
+    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) -> Result<(), CpuAccessError>;
+}
+
+/// A vCPU register or memory access that failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CpuAccessError {
+    #[error("vCPU ioctl failed: {0}")]
+    Ioctl(String),
+    #[error("guest virtual address {0:#x} is not mapped")]
+    Unmapped(u64),
+    #[error("guest physical address {0:#x} is outside guest memory")]
+    OutsideMemory(u64),
+}

@@ -1,0 +1,4 @@
+//! The KVM side of a machine: VM and vCPU wrappers, vCPU threads, exit dispatch, statistics and
+//! recovery from emulation failures. Device code never calls KVM directly.
+
+pub mod emulation;

@@ -1,0 +1,23 @@
+//! Cove's emulator core.
+//!
+//! `emu` builds and runs x86_64 virtual machines on Linux KVM. It knows nothing of windows, sound
+//! servers or USB hosts: host-facing crates plug in through the small traits defined here.
+//!
+//! Layout (see `shared/ARCHITECTURE.md`):
+//! - [`config`]: the serializable description of a VM.
+//! - [`machine`]: builds a VM from a config, top to bottom, and owns its lifecycle.
+//! - [`hypervisor`]: KVM VM and vCPU wrappers, vCPU threads, exit dispatch, emulation failures.
+//! - [`arch`]: the x86_64 boot protocol, page tables, CPUID, ACPI tables.
+//! - [`bus`]: port-I/O and MMIO address spaces.
+//! - [`devices`]: legacy platform devices.
+//! - [`host`]: facts about the host (KVM flavour, CPUs, memory) and the host profile.
+
+pub mod arch;
+pub mod bus;
+pub mod config;
+pub mod devices;
+pub mod host;
+pub mod hypervisor;
+pub mod interrupt;
+pub mod machine;
+pub mod memory;
