@@ -1,1 +1,26 @@
-fn main(){}
+//! `cove`: the Cove desktop virtualization app. With a subcommand it is a command-line tool;
+//! `cove run` boots a VM headless with its serial console on the terminal.
+
+mod cli;
+mod console_escape;
+mod logging;
+mod run;
+mod terminal;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    logging::init(args.verbose);
+    let result = match args.command {
+        cli::Command::Run(run_args) => run::run(run_args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cove: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

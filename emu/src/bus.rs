@@ -178,11 +178,20 @@ mod tests {
     fn rejects_overlaps_and_bad_ranges() {
         let bus = Bus::new();
         bus.insert(recorder(), 0x100, 0x10).unwrap();
-        assert!(matches!(bus.insert(recorder(), 0x10f, 1), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(recorder(), 0xf8, 0x9), Err(BusError::Overlap { .. })));
+        assert!(matches!(
+            bus.insert(recorder(), 0x10f, 1),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(recorder(), 0xf8, 0x9),
+            Err(BusError::Overlap { .. })
+        ));
         bus.insert(recorder(), 0xf8, 0x8).unwrap();
         bus.insert(recorder(), 0x110, 0x8).unwrap();
-        assert!(matches!(bus.insert(recorder(), 0x0, 0), Err(BusError::InvalidRange { .. })));
+        assert!(matches!(
+            bus.insert(recorder(), 0x0, 0),
+            Err(BusError::InvalidRange { .. })
+        ));
         assert!(matches!(
             bus.insert(recorder(), u64::MAX, 2),
             Err(BusError::InvalidRange { .. })

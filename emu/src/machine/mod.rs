@@ -1,1 +1,13 @@
-//! placeholder
+//! A running VM: built from a [`crate::config::VmConfig`] top to bottom in [`builder`], run by
+//! [`runner`], and kept alive across guest reboots by [`Vm`], which owns the lifecycle.
+
+pub mod builder;
+pub mod console;
+pub mod events;
+pub mod runner;
+mod vm;
+
+pub use builder::{build_machine, BuildError, Machine};
+pub use console::ConsoleOutput;
+pub use events::{MachineEvent, RunOutcome, VmExit};
+pub use vm::{Vm, VmHandle, VmStatistics};

@@ -12,6 +12,28 @@
 
 use kvm_bindings::{kvm_regs, kvm_sregs};
 
+pub mod decode;
+pub mod handlers;
+pub mod kvm_cpu;
+pub mod page_walk;
+pub mod recover;
+pub mod registers;
+pub mod stats;
+#[cfg(test)]
+mod test_support;
+
+pub use decode::{code_bitness, ByteSource, DecodedInstruction};
+pub use kvm_cpu::{emulation_failure_data, KvmGuestCpu};
+pub use page_walk::{translate, Translation};
+pub use recover::{
+    handle_emulation_failure, FailureReport, Outcome, Recovered, RecoveredKind, NOT_RECOVERED,
+};
+pub use stats::RecoveryStats;
+
+/// The MXCSR_MASK assumed when the vCPU cannot report its own: the architecturally defined
+/// bits 0..15 (flags, masks, rounding control, FZ, DAZ).
+pub const DEFAULT_MXCSR_MASK: u32 = 0xffff;
+
 /// What recovery needs from a vCPU: registers, guest-virtual memory and exception injection.
 pub trait GuestCpu {
     fn regs(&self) -> Result<kvm_regs, CpuAccessError>;
@@ -20,6 +42,11 @@ pub trait GuestCpu {
     /// The SSE control/status register.
     fn mxcsr(&self) -> Result<u32, CpuAccessError>;
     fn set_mxcsr(&mut self, value: u32) -> Result<(), CpuAccessError>;
+    /// The MXCSR bits software may set (MXCSR_MASK in the FXSAVE area); setting any other bit
+    /// raises #GP. The default is [`DEFAULT_MXCSR_MASK`].
+    fn mxcsr_mask(&self) -> Result<u32, CpuAccessError> {
+        Ok(DEFAULT_MXCSR_MASK)
+    }
     /// The x87 FPU status word (for `fwait`).
     fn fpu_status_word(&self) -> Result<u16, CpuAccessError>;
     /// The x87 FPU control word (for `fwait`).
@@ -29,7 +56,11 @@ pub trait GuestCpu {
     /// Writes guest-virtual memory, translating through the guest's page tables.
     fn write_virtual(&mut self, gva: u64, buf: &[u8]) -> Result<(), CpuAccessError>;
     /// Queues an exception for delivery on the next entry.
-    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) -> Result<(), CpuAccessError>;
+    fn inject_exception(
+        &mut self,
+        vector: u8,
+        error_code: Option<u32>,
+    ) -> Result<(), CpuAccessError>;
 }
 
 /// A vCPU register or memory access that failed.
@@ -41,4 +72,8 @@ pub enum CpuAccessError {
     Unmapped(u64),
     #[error("guest physical address {0:#x} is outside guest memory")]
     OutsideMemory(u64),
+    #[error(
+        "guest virtual address {0:#x} does not permit this access at the current privilege level"
+    )]
+    NotPermitted(u64),
 }

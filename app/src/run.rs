@@ -1,0 +1,153 @@
+//! `cove run`: one VM, headless, its serial console on this terminal.
+
+use crate::cli::RunArgs;
+use crate::console_escape::{ConsoleAction, EscapeParser, HELP};
+use crate::terminal::RawModeGuard;
+use emu::config::{BootSource, RebootAction, VmConfig};
+use emu::machine::{ConsoleOutput, Vm, VmExit, VmHandle};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+/// Why `cove run` could not start the VM.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Build(#[from] emu::machine::BuildError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+fn config_from_args(args: &RunArgs) -> VmConfig {
+    VmConfig {
+        name: args.name.clone(),
+        cpus: args.cpus,
+        memory: args.memory,
+        boot: BootSource::Kernel {
+            kernel: args.kernel.clone(),
+            initrd: args.initrd.clone(),
+            cmdline: args.append.clone(),
+        },
+        host_profile: args.host_profile,
+        on_reboot: if args.no_reboot {
+            RebootAction::Exit
+        } else {
+            RebootAction::Restart
+        },
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
+    let mut vm = Vm::new(config_from_args(&args), ConsoleOutput::stdout());
+    let handle = vm.handle();
+    watch_signals(handle.clone())?;
+    let stdin = std::io::stdin();
+    let raw_mode = RawModeGuard::enable(std::os::fd::AsFd::as_fd(&stdin));
+    if raw_mode.is_some() {
+        log::info!("console: Ctrl-A X to quit, Ctrl-A H for help");
+    }
+    forward_stdin(handle);
+
+    let result = vm.run();
+    drop(raw_mode);
+    let exit = result?;
+    if args.stats {
+        print_statistics(&vm);
+    }
+    Ok(match exit {
+        VmExit::PowerOff => {
+            log::info!("VM powered off");
+            ExitCode::SUCCESS
+        }
+        VmExit::Rebooted => {
+            log::info!("VM rebooted; exiting (--no-reboot)");
+            ExitCode::SUCCESS
+        }
+        VmExit::Stopped => {
+            log::info!("VM stopped");
+            ExitCode::SUCCESS
+        }
+        VmExit::Failed(report) => {
+            eprintln!("cove: VM stopped: {report}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn print_statistics(vm: &Vm) {
+    let stats = vm.statistics();
+    let recovered: Vec<String> = stats
+        .recovered_instructions
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    eprintln!(
+        "cove: stats: boots={} kvm_emulated_instructions={} kvm_exits={} recovered_instructions=[{}]",
+        stats.boots,
+        stats.kvm_emulated_instructions,
+        stats.kvm_exits,
+        recovered.join(" ")
+    );
+}
+
+/// SIGINT, SIGTERM and SIGHUP stop the VM cleanly (the terminal is restored on the way out).
+fn watch_signals(handle: VmHandle) -> Result<(), RunError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(RunError::Signals)?;
+    std::thread::Builder::new()
+        .name("cove-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                log::info!("signal {signal}: stopping the VM");
+                handle.stop();
+            }
+        })
+        .map_err(RunError::Signals)?;
+    Ok(())
+}
+
+/// Feeds stdin to the guest's serial port, acting on Ctrl-A escapes. At end of input the VM
+/// keeps running, as QEMU's does.
+fn forward_stdin(handle: VmHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("cove-stdin".into())
+        .spawn(move || {
+            let mut parser = EscapeParser::default();
+            let mut buf = [0u8; 1024];
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let n = match stdin.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::warn!("console input closed: {e}");
+                        return;
+                    }
+                };
+                for action in parser.feed(&buf[..n]) {
+                    match action {
+                        ConsoleAction::Send(bytes) => {
+                            if !handle.serial_input(&bytes) {
+                                log::debug!("console input dropped: the VM is between boots");
+                            }
+                        }
+                        ConsoleAction::Break => {
+                            handle.serial_break();
+                        }
+                        ConsoleAction::Quit => {
+                            handle.stop();
+                            return;
+                        }
+                        ConsoleAction::Help => {
+                            let _ = std::io::stderr().write_all(HELP.as_bytes());
+                        }
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("no console input: cannot start the stdin thread: {e}");
+    }
+}

@@ -1,0 +1,166 @@
+//! A VM across its whole life: it builds a machine, runs it, and on a guest reboot builds a fresh
+//! one (or stops, if so configured). [`VmHandle`] lets other threads stop it, pause it and type
+//! into its serial console at any time.
+
+use super::builder::{build_machine, BuildError};
+use super::console::ConsoleOutput;
+use super::events::{MachineEvent, RunOutcome, VmExit};
+use crate::config::{RebootAction, VmConfig};
+use crate::devices::serial::Serial;
+use crate::hypervisor::emulation::RecoveryStats;
+use crate::hypervisor::run_control::RunState;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+type SerialSlot = Arc<Mutex<Option<Arc<Mutex<Serial>>>>>;
+
+/// Counters over the VM's life, across reboots.
+#[derive(Debug, Clone, Default)]
+pub struct VmStatistics {
+    /// Times the machine was built and started.
+    pub boots: u64,
+    /// Instructions recovered after KVM emulation failures, by kind.
+    pub recovered_instructions: Vec<(&'static str, u64)>,
+    /// Instructions KVM's in-kernel emulator ran.
+    pub kvm_emulated_instructions: u64,
+    /// vCPU exits.
+    pub kvm_exits: u64,
+}
+
+/// A VM and its lifecycle.
+pub struct Vm {
+    config: VmConfig,
+    console: ConsoleOutput,
+    sender: Sender<MachineEvent>,
+    events: Receiver<MachineEvent>,
+    serial: SerialSlot,
+    state: Arc<Mutex<Option<RunState>>>,
+    recovery: Arc<RecoveryStats>,
+    stats: VmStatistics,
+}
+
+impl Vm {
+    pub fn new(config: VmConfig, console: ConsoleOutput) -> Self {
+        let (sender, events) = channel();
+        Self {
+            config,
+            console,
+            sender,
+            events,
+            serial: Arc::new(Mutex::new(None)),
+            state: Arc::new(Mutex::new(None)),
+            recovery: Arc::new(RecoveryStats::default()),
+            stats: VmStatistics::default(),
+        }
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> VmHandle {
+        VmHandle {
+            sender: self.sender.clone(),
+            serial: self.serial.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    pub fn statistics(&self) -> VmStatistics {
+        let mut stats = self.stats.clone();
+        stats.recovered_instructions = self.recovery.snapshot();
+        stats
+    }
+
+    /// Boots the VM and runs it until it powers off, is stopped, fails, or reboots with
+    /// [`RebootAction::Exit`]. Errors only when a machine cannot be built.
+    pub fn run(&mut self) -> Result<VmExit, BuildError> {
+        loop {
+            let machine = build_machine(&self.config, &self.console, &self.sender)?;
+            if self.stop_requested() {
+                return Ok(VmExit::Stopped);
+            }
+            *lock(&self.serial) = Some(machine.serial.clone());
+            self.stats.boots += 1;
+            let state = self.state.clone();
+            let (outcome, figures) =
+                machine.run(&self.events, &self.sender, &self.recovery, &move |s| {
+                    *lock(&state) = Some(s)
+                });
+            *lock(&self.serial) = None;
+            *lock(&self.state) = None;
+            self.stats.kvm_emulated_instructions += figures.kvm_emulated_instructions;
+            self.stats.kvm_exits += figures.kvm_exits;
+            match outcome {
+                RunOutcome::PowerOff => return Ok(VmExit::PowerOff),
+                RunOutcome::Stopped => return Ok(VmExit::Stopped),
+                RunOutcome::Failed(report) => return Ok(VmExit::Failed(report)),
+                RunOutcome::Reset if self.config.on_reboot == RebootAction::Exit => {
+                    return Ok(VmExit::Rebooted)
+                }
+                RunOutcome::Reset => log::info!("restarting VM '{}'", self.config.name),
+            }
+        }
+    }
+
+    /// Drops events left over from the last boot (a second vCPU's reset request, say), keeping
+    /// only whether the host asked to stop.
+    fn stop_requested(&self) -> bool {
+        let mut stop = false;
+        while let Ok(event) = self.events.try_recv() {
+            stop |= matches!(event, MachineEvent::Stop);
+        }
+        stop
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Controls a running [`Vm`] from any thread.
+#[derive(Clone)]
+pub struct VmHandle {
+    sender: Sender<MachineEvent>,
+    serial: SerialSlot,
+    state: Arc<Mutex<Option<RunState>>>,
+}
+
+impl VmHandle {
+    /// Stops the VM now (no guest shutdown).
+    pub fn stop(&self) {
+        let _ = self.sender.send(MachineEvent::Stop);
+    }
+    /// Presses the ACPI power button: a polite request the guest may act on.
+    pub fn power_button(&self) {
+        let _ = self.sender.send(MachineEvent::PowerButton);
+    }
+    pub fn pause(&self) {
+        let _ = self.sender.send(MachineEvent::Pause);
+    }
+    pub fn resume(&self) {
+        let _ = self.sender.send(MachineEvent::Resume);
+    }
+    /// Whether the vCPUs run, are paused, or the VM is between boots (`None`).
+    pub fn run_state(&self) -> Option<RunState> {
+        *lock(&self.state)
+    }
+    /// Types `bytes` into the guest's serial console. Returns false when no machine is running
+    /// (between reboots), in which case the input is dropped.
+    pub fn serial_input(&self, bytes: &[u8]) -> bool {
+        match lock(&self.serial).as_ref() {
+            Some(serial) => {
+                lock(serial).enqueue_input(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+    /// Sends a break condition on the serial line (magic SysRq on Linux guests).
+    pub fn serial_break(&self) -> bool {
+        match lock(&self.serial).as_ref() {
+            Some(serial) => {
+                lock(serial).send_break();
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what Cove needs to build, test and boot its guest test kernel on Debian 12.
+# Idempotent: packages already present are not reinstalled.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential pkg-config
+  # guest test kernel (kernel/build-test-kernel.sh)
+  linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio xz-utils zstd
+  # tests: disk images and their checks, namespaces and user switching
+  e2fsprogs fdisk util-linux qemu-utils python3 python3-venv
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo is missing; install Rust 1.85 or newer (https://rustup.rs)" >&2
+  exit 1
+fi

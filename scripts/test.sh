@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: set up, build the guest test kernel (cached outside the tree), then
+# every test in the workspace. KVM tests need /dev/kvm; under CI=true its absence is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+COVE_TEST_KERNEL_DIR=$(bash kernel/build-test-kernel.sh)
+export COVE_TEST_KERNEL_DIR
+cargo build --workspace --all-targets
+cargo test --workspace -- --test-threads=2
