@@ -3,8 +3,10 @@
 #
 # Outputs, cached outside the source tree in
 #   ${COVE_CACHE_DIR:-$HOME/.cache/cove}/test-kernel/<key>/
-# where <key> hashes everything that determines them (the config fragment, the
-# linux-source package version, init.c, build-initramfs.sh, SCRIPT_VERSION):
+# where <key> hashes what determines the kernel (the config fragment, the
+# linux-source package version, SCRIPT_VERSION). The initramfs is rebuilt in
+# place, in seconds, whenever init.c or build-initramfs.sh change (its own hash
+# is kept in initramfs.key), so editing /init never rebuilds the kernel:
 #   vmlinux         uncompressed ELF kernel (boot this on nested/emulating KVM hosts)
 #   bzImage         compressed kernel (for real hardware)
 #   initramfs.cpio  uncompressed newc initramfs whose /init is kernel/init.c
@@ -16,7 +18,7 @@
 set -euo pipefail
 
 # Bump to invalidate cached kernels when this script's output changes.
-SCRIPT_VERSION=1
+SCRIPT_VERSION=2
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 fragment=$here/test-kernel.config
@@ -51,7 +53,16 @@ ensure_packages() {
 		{ "${sudo[@]}" apt-get update >&2 && "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
 }
 
-outputs_complete() { [[ -s $1/vmlinux && -s $1/bzImage && -s $1/initramfs.cpio ]]; }
+kernel_complete() { [[ -s $1/vmlinux && -s $1/bzImage ]]; }
+initramfs_current() { [[ -s $1/initramfs.cpio && $(cat "$1/initramfs.key" 2>/dev/null) == "$initramfs_key" ]]; }
+outputs_complete() { kernel_complete "$1" && initramfs_current "$1"; }
+
+# (Re)builds the initramfs of cache entry $1 with gen_init_cpio $2 (or the cached tool).
+build_initramfs() {
+	GEN_INIT_CPIO=${2:-} bash "$initramfs_script" "$1/initramfs.cpio.tmp.$$" 2>>"${logfile:-/dev/stderr}"
+	mv -f "$1/initramfs.cpio.tmp.$$" "$1/initramfs.cpio"
+	printf '%s\n' "$initramfs_key" >"$1/initramfs.key"
+}
 
 ensure_packages
 [[ -r $tarball ]] || die "kernel source tarball not found: $tarball"
@@ -65,9 +76,10 @@ fi
 key=$(
 	{
 		printf 'script=%s\nsource=%s\n' "$SCRIPT_VERSION" "$source_version"
-		cat "$fragment" "$init_src" "$initramfs_script"
+		cat "$fragment"
 	} | sha256sum | cut -c1-12
 )
+initramfs_key=$(cat "$init_src" "$initramfs_script" | sha256sum | cut -c1-12)
 dir=$cache_root/$key
 
 if outputs_complete "$dir"; then
@@ -80,6 +92,12 @@ mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9
 if outputs_complete "$dir"; then
+	printf '%s\n' "$dir"
+	exit 0
+fi
+if kernel_complete "$dir" && [[ -x $cache_base/tools/gen_init_cpio ]]; then
+	log "kernel $key is cached; rebuilding its initramfs ($initramfs_key)"
+	build_initramfs "$dir"
 	printf '%s\n' "$dir"
 	exit 0
 fi
@@ -140,7 +158,7 @@ if [[ ! -x $gen ]]; then gcc -O2 -o "$gen" "$src/usr/gen_init_cpio.c" >>"$logfil
 # Also keep the tool for build-initramfs.sh runs that have no kernel tree at hand.
 mkdir -p "$cache_base/tools"
 install_file "$gen" "$cache_base/tools/gen_init_cpio"
-GEN_INIT_CPIO=$gen bash "$initramfs_script" "$dir/initramfs.cpio" 2>>"$logfile"
+build_initramfs "$dir" "$gen"
 
 rm -rf "$src"
 trap - ERR
