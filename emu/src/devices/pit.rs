@@ -418,6 +418,12 @@ impl PitState {
             self.ch0_next = Some(start.saturating_add(self.tb.duration(edge - base)));
             self.ch0_period = period.map(|p| self.tb.duration(p).max(MIN_IRQ_PERIOD));
         }
+        log::debug!(
+            "pit: counter 0 programmed (mode {}): next IRQ 0 in {:?}, period {:?}",
+            ch.mode,
+            self.ch0_next.map(|n| n.saturating_sub(start)),
+            self.ch0_period
+        );
     }
 
     /// Takes the pending IRQ 0 edge if it is due at `now`, scheduling the next one.
@@ -525,6 +531,7 @@ fn run_timer(shared: Arc<Shared>) {
         }
         let now = shared.clock.now();
         if st.take_due(now) {
+            log::trace!("pit: IRQ 0");
             drop(st);
             shared.irq0.pulse();
             st = shared.lock();
