@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 COVE_TEST_KERNEL_DIR=$(bash kernel/build-test-kernel.sh)
+COVE_STOCK_KERNEL_DIR=$(bash kernel/fetch-stock-kernel.sh)
+export COVE_STOCK_KERNEL_DIR
 export COVE_TEST_KERNEL_DIR
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads=2

@@ -31,13 +31,19 @@ pub const PVM_CMDLINE_OPTIONS: &[&str] = &[
     "nowatchdog",
     "nosoftlockup",
     "noapictimer",
-    // Without this, a guest that sees the TSC deadline timer stops the PIT (apic_needs_pit()
-    // says no PIT is needed) while `noapictimer` has turned the local APIC timer off: the guest
-    // is left with no timer interrupt at all and hangs in its first sleep.
-    "lapic=notscdeadline",
     "noirqdebug",
     "clearcpuid=smap,popcnt,fsgsbase,pku,invpcid,cx16,ssse3,sse4_1,sse4_2,avx,avx2,pclmulqdq,aes,sha_ni,bmi1,bmi2,fma,f16c,movbe,vaes",
 ];
+
+/// Added for single-vCPU guests only. Seen on this host with Linux 6.12:
+/// - With one CPU, `noapictimer` turns the local APIC timer off, and a guest that sees the TSC
+///   deadline timer also stops the PIT (apic_needs_pit() says none is needed): no timer
+///   interrupt is left and the guest hangs in its first sleep. Hiding the deadline timer keeps
+///   the (slowed, userspace) PIT as the tick.
+/// - With several CPUs, Linux keeps the local APIC's TSC-deadline timer despite `noapictimer`,
+///   and boots on it; hiding the deadline timer there leaves the APs on PIT broadcast, and AP
+///   bring-up hangs. So SMP guests do not get this option.
+pub const PVM_UP_CMDLINE_OPTION: &str = "lapic=notscdeadline";
 
 /// How much slower than programmed the userspace PIT ticks under the PVM profile.
 pub const PVM_PIT_SLOWDOWN: u32 = 10;
@@ -66,9 +72,9 @@ impl HostProfile {
         }
     }
 
-    /// Adds this profile's options to `cmdline`, skipping any whose key the user already set.
-    /// Returns the new command line and the options that were added.
-    pub fn apply_to_cmdline(self, cmdline: &str) -> (String, Vec<&'static str>) {
+    /// Adds this profile's options for a guest of `cpus` vCPUs to `cmdline`, skipping any whose
+    /// key the user already set. Returns the new command line and the options that were added.
+    pub fn apply_to_cmdline(self, cmdline: &str, cpus: u8) -> (String, Vec<&'static str>) {
         if self == Self::Standard {
             return (cmdline.to_string(), Vec::new());
         }
@@ -81,9 +87,11 @@ impl HostProfile {
             None => (cmdline, ""),
         };
         let user_keys: Vec<&str> = kernel_part.split_whitespace().map(option_key).collect();
+        let up_only = (cpus == 1).then_some(PVM_UP_CMDLINE_OPTION);
         let added: Vec<&'static str> = PVM_CMDLINE_OPTIONS
             .iter()
             .copied()
+            .chain(up_only)
             .filter(|opt| !user_keys.contains(&option_key(opt)))
             .collect();
         let mut out = kernel_part.trim_end().to_string();
@@ -130,14 +138,15 @@ mod tests {
 
     #[test]
     fn standard_profile_leaves_cmdline_alone() {
-        let (out, added) = HostProfile::Standard.apply_to_cmdline("console=ttyS0");
+        let (out, added) = HostProfile::Standard.apply_to_cmdline("console=ttyS0", 1);
         assert_eq!(out, "console=ttyS0");
         assert!(added.is_empty());
     }
 
     #[test]
     fn pvm_profile_adds_only_missing_options() {
-        let (out, added) = HostProfile::Pvm.apply_to_cmdline("console=ttyS0 tsc=unstable noxsave");
+        let (out, added) =
+            HostProfile::Pvm.apply_to_cmdline("console=ttyS0 tsc=unstable noxsave", 2);
         assert!(
             out.starts_with("console=ttyS0 tsc=unstable noxsave "),
             "{out}"
@@ -147,13 +156,18 @@ mod tests {
         assert!(added.contains(&"noapictimer"));
         assert_eq!(out.matches("tsc=").count(), 1);
         assert_eq!(added.len(), PVM_CMDLINE_OPTIONS.len() - 2);
+        assert!(
+            !out.contains(PVM_UP_CMDLINE_OPTION),
+            "SMP guests keep the deadline timer"
+        );
     }
 
     #[test]
     fn pvm_profile_keeps_init_arguments_last() {
-        let (out, _) = HostProfile::Pvm.apply_to_cmdline("console=ttyS0 -- single");
+        let (out, _) = HostProfile::Pvm.apply_to_cmdline("console=ttyS0 -- single", 1);
         assert!(out.ends_with(" -- single"), "{out}");
         assert!(out.contains("noapictimer"));
+        assert!(out.contains(PVM_UP_CMDLINE_OPTION), "single vCPU: {out}");
     }
 
     /// Linux reads at most 127 characters of `clearcpuid=`; the list stays within that

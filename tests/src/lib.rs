@@ -92,9 +92,29 @@ pub fn test_kernel() -> TestKernel {
     kernel
 }
 
+/// True on nested KVM without hardware virtualization (the `kvm-pvm` module).
+pub fn is_pvm_host() -> bool {
+    Path::new("/sys/module/kvm_pvm").exists()
+}
+
+/// The stock Debian 6.12 kernel, fetched and unpacked by `kernel/fetch-stock-kernel.sh` (cached
+/// outside the tree). `COVE_STOCK_KERNEL_DIR` points at a ready one.
+pub fn stock_kernel_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("COVE_STOCK_KERNEL_DIR") {
+        return PathBuf::from(dir);
+    }
+    let out = Command::new("bash")
+        .arg(workspace_root().join("kernel/fetch-stock-kernel.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run kernel/fetch-stock-kernel.sh");
+    assert!(out.status.success(), "fetching the stock kernel failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Whether this host needs the ELF vmlinux (nested KVM cannot run the bzImage decompressor).
 pub fn kernel_image(kernel: &TestKernel) -> &Path {
-    if Path::new("/sys/module/kvm_pvm").exists() {
+    if is_pvm_host() {
         &kernel.vmlinux
     } else {
         &kernel.bzimage

@@ -7,20 +7,8 @@
 //! `kernel/fetch-stock-kernel.sh`); on hosts with hardware virtualization the bzImage
 //! (`vmlinuz`) boots as it is.
 
-use cove_tests::{kvm_available, CoveProcess};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use cove_tests::{kvm_available, stock_kernel_dir, CoveProcess};
 use std::time::Duration;
-
-fn stock_kernel_dir() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(cove_tests::workspace_root().join("kernel/fetch-stock-kernel.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run kernel/fetch-stock-kernel.sh");
-    assert!(out.status.success(), "fetching the stock kernel failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 #[test]
 #[ignore = "about 20 minutes on nested KVM; run with --ignored"]
@@ -29,8 +17,11 @@ fn stock_debian_kernel_reaches_init() {
         return;
     }
     let dir = stock_kernel_dir();
-    let pvm = std::path::Path::new("/sys/module/kvm_pvm").exists();
-    let kernel = dir.join(if pvm { "vmlinux" } else { "vmlinuz" });
+    let kernel = dir.join(if cove_tests::is_pvm_host() {
+        "vmlinux"
+    } else {
+        "vmlinuz"
+    });
     let initrd = dir.join("initramfs.cpio");
     let mut vm = CoveProcess::spawn(&[
         "run",

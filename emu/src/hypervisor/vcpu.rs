@@ -217,7 +217,7 @@ fn handle_internal_error(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Next {
         }
         Outcome::Failed(report) => {
             ctx.recovery.record_failure();
-            fail(ctx, format!("emulation failure: {report}"))
+            fail(ctx, report.to_string())
         }
     }
 }

@@ -75,7 +75,7 @@ pub fn build_machine(
         initrd,
         cmdline,
     } = &config.boot;
-    let (cmdline, added) = profile.apply_to_cmdline(cmdline);
+    let (cmdline, added) = profile.apply_to_cmdline(cmdline, config.cpus);
     if profile == HostProfile::Pvm {
         log::info!(
             "host profile pvm (nested KVM without hardware virtualization): userspace PIT slowed {}x; added guest options: {}",

@@ -91,12 +91,35 @@ impl Vm {
             match outcome {
                 RunOutcome::PowerOff => return Ok(VmExit::PowerOff),
                 RunOutcome::Stopped => return Ok(VmExit::Stopped),
-                RunOutcome::Failed(report) => return Ok(VmExit::Failed(report)),
+                RunOutcome::Failed(report) => {
+                    return Ok(VmExit::Failed(report + &self.failure_hint()))
+                }
                 RunOutcome::Reset if self.config.on_reboot == RebootAction::Exit => {
                     return Ok(VmExit::Rebooted)
                 }
                 RunOutcome::Reset => log::info!("restarting VM '{}'", self.config.name),
             }
+        }
+    }
+
+    /// Advice for a failure Cove can explain: on nested KVM, a bzImage's decompressor uses
+    /// instructions the host cannot emulate.
+    fn failure_hint(&self) -> String {
+        let crate::config::BootSource::Kernel { kernel, .. } = &self.config.boot;
+        let bzimage = std::fs::File::open(kernel).ok().and_then(|mut f| {
+            crate::arch::x86_64::boot::detect_format(&mut f)
+                .ok()
+                .flatten()
+        }) == Some(crate::arch::x86_64::boot::KernelFormat::BzImage);
+        let pvm = crate::host::HostProfile::resolve(self.config.host_profile)
+            == crate::host::HostProfile::Pvm;
+        if bzimage && pvm {
+            " (this host emulates all guest kernel code and cannot run a bzImage's decompressor: \
+             boot the uncompressed ELF vmlinux instead, e.g. from the kernel tree's \
+             scripts/extract-vmlinux)"
+                .to_string()
+        } else {
+            String::new()
         }
     }
 
