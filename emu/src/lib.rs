@@ -21,3 +21,5 @@ pub mod hypervisor;
 pub mod interrupt;
 pub mod machine;
 pub mod memory;
+#[cfg(test)]
+pub(crate) mod testing;

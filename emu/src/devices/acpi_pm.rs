@@ -218,44 +218,19 @@ impl BusDevice for AcpiPm {
 mod tests {
     use super::*;
     use crate::bus::{read_le, write_le};
-    use crate::interrupt::InterruptLine;
+    use crate::testing::{RecordingLine, RecordingPower};
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct Line(Mutex<Vec<bool>>);
-
-    impl InterruptLine for Line {
-        fn set_level(&self, high: bool) {
-            self.0.lock().unwrap().push(high);
-        }
-    }
-
-    impl Line {
-        fn level(&self) -> bool {
-            self.0.lock().unwrap().last().copied().unwrap_or(false)
-        }
-    }
-
-    #[derive(Default)]
-    struct Sink(Mutex<Vec<PowerRequest>>);
-
-    impl PowerSink for Sink {
-        fn request(&self, request: PowerRequest) {
-            self.0.lock().unwrap().push(request);
-        }
-    }
 
     struct Test {
         pm: AcpiPm,
-        line: Arc<Line>,
-        sink: Arc<Sink>,
+        line: Arc<RecordingLine>,
+        sink: Arc<RecordingPower>,
         nanos: Arc<AtomicU64>,
     }
 
     fn setup() -> Test {
-        let line = Arc::new(Line::default());
-        let sink = Arc::new(Sink::default());
+        let line = Arc::new(RecordingLine::default());
+        let sink = Arc::new(RecordingPower::default());
         let nanos = Arc::new(AtomicU64::new(0));
         let clock = nanos.clone();
         let pm = AcpiPm::with_clock(
@@ -292,10 +267,10 @@ mod tests {
         let mut t = setup();
         // What ACPICA does: SLP_TYP first, then SLP_TYP | SLP_EN.
         wr(&mut t.pm, CNT, 2, 5 << 10);
-        assert!(t.sink.0.lock().unwrap().is_empty());
+        assert!(t.sink.requests().is_empty());
         assert_eq!(rd(&mut t.pm, CNT, 2), (5 << 10) | 1);
         wr(&mut t.pm, CNT, 2, (5 << 10) | (1 << 13));
-        assert_eq!(*t.sink.0.lock().unwrap(), vec![PowerRequest::PowerOff]);
+        assert_eq!(t.sink.requests(), vec![PowerRequest::PowerOff]);
         // SLP_EN is write-only.
         assert_eq!(rd(&mut t.pm, CNT, 2) & (1 << 13), 0);
     }
@@ -304,7 +279,7 @@ mod tests {
     fn s5_by_high_byte_write() {
         let mut t = setup();
         wr(&mut t.pm, CNT + 1, 1, ((5 << 10) | (1 << 13)) >> 8);
-        assert_eq!(*t.sink.0.lock().unwrap(), vec![PowerRequest::PowerOff]);
+        assert_eq!(t.sink.requests(), vec![PowerRequest::PowerOff]);
     }
 
     #[test]
@@ -313,7 +288,7 @@ mod tests {
         for slp_typ in [0u64, 1, 3, 4, 7] {
             wr(&mut t.pm, CNT, 2, (slp_typ << 10) | (1 << 13));
         }
-        assert!(t.sink.0.lock().unwrap().is_empty());
+        assert!(t.sink.requests().is_empty());
     }
 
     #[test]
@@ -332,23 +307,23 @@ mod tests {
         let mut t = setup();
         t.pm.press_power_button();
         assert_eq!(rd(&mut t.pm, 0, 2), 1 << 8);
-        assert!(!t.line.level(), "PWRBTN_EN is clear");
+        assert!(!t.line.high(), "PWRBTN_EN is clear");
         wr(&mut t.pm, EN, 2, 1 << 8);
-        assert!(t.line.level());
+        assert!(t.line.high());
         assert_eq!(rd(&mut t.pm, EN, 2), 1 << 8);
         // Clearing an unrelated status bit keeps the SCI up.
         wr(&mut t.pm, 0, 2, 1 << 15);
-        assert!(t.line.level());
+        assert!(t.line.high());
         // Clearing PWRBTN_STS drops it.
         wr(&mut t.pm, 0, 2, 1 << 8);
-        assert!(!t.line.level());
+        assert!(!t.line.high());
         assert_eq!(rd(&mut t.pm, 0, 2), 0);
         // Pressing again with PWRBTN_EN set raises it at once; disabling lowers it.
         t.pm.press_power_button();
-        assert!(t.line.level());
+        assert!(t.line.high());
         wr(&mut t.pm, EN, 2, 0);
-        assert!(!t.line.level());
-        assert_eq!(*t.line.0.lock().unwrap(), vec![true, false, true, false]);
+        assert!(!t.line.high());
+        assert_eq!(t.line.levels(), vec![true, false, true, false]);
     }
 
     #[test]
@@ -368,14 +343,14 @@ mod tests {
         // Enable the power button event and clear nothing in one dword write.
         wr(&mut t.pm, 0, 4, (1 << 8) << 16);
         assert_eq!(rd(&mut t.pm, 0, 4), (1 << 8) | ((1 << 8) << 16));
-        assert!(t.line.level());
+        assert!(t.line.high());
         // A word straddling PM1_STS and PM1_EN: PWRBTN_STS high byte, then PM1_EN low byte.
         assert_eq!(rd(&mut t.pm, 1, 2), 0x0001);
         assert_eq!(rd(&mut t.pm, 3, 1), 0x01);
         // Clear the status and keep the enable in one dword write.
         wr(&mut t.pm, 0, 4, (1 << 8) | ((1 << 8) << 16));
         assert_eq!(rd(&mut t.pm, 0, 4), (1 << 8) << 16);
-        assert!(!t.line.level());
+        assert!(!t.line.high());
     }
 
     #[test]
@@ -415,12 +390,12 @@ mod tests {
         wr(&mut t.pm, 0, 2, 1);
         assert_eq!(rd(&mut t.pm, 0, 2) & 1, 0);
         wr(&mut t.pm, EN, 2, 1);
-        assert!(!t.line.level());
+        assert!(!t.line.high());
         t.nanos.store(4_700_000_000, Ordering::SeqCst);
         assert_eq!(rd(&mut t.pm, 0, 2) & 1, 1);
-        assert!(t.line.level());
+        assert!(t.line.high());
         wr(&mut t.pm, 0, 2, 1);
-        assert!(!t.line.level());
+        assert!(!t.line.high());
     }
 
     #[test]
@@ -436,6 +411,6 @@ mod tests {
         let mut data = [0u8; 4];
         t.pm.read(10, &mut data);
         assert_eq!(&data[2..], &[0xff, 0xff], "bytes past the block");
-        assert!(t.sink.0.lock().unwrap().is_empty());
+        assert!(t.sink.requests().is_empty());
     }
 }

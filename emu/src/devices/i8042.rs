@@ -442,35 +442,7 @@ impl BusDevice for I8042Port {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interrupt::InterruptLine;
-
-    #[derive(Default)]
-    struct RecordingLine {
-        levels: Mutex<Vec<bool>>,
-    }
-
-    impl InterruptLine for RecordingLine {
-        fn set_level(&self, high: bool) {
-            self.levels.lock().unwrap().push(high);
-        }
-    }
-
-    impl RecordingLine {
-        fn high(&self) -> bool {
-            self.levels.lock().unwrap().last().copied().unwrap_or(false)
-        }
-    }
-
-    #[derive(Default)]
-    struct RecordingPower {
-        requests: Mutex<Vec<PowerRequest>>,
-    }
-
-    impl PowerSink for RecordingPower {
-        fn request(&self, request: PowerRequest) {
-            self.requests.lock().unwrap().push(request);
-        }
-    }
+    use crate::testing::{RecordingLine, RecordingPower};
 
     struct Rig {
         data: I8042Port,
@@ -518,7 +490,7 @@ mod tests {
             v
         }
         fn requests(&self) -> Vec<PowerRequest> {
-            self.power.requests.lock().unwrap().clone()
+            self.power.requests()
         }
     }
 
@@ -639,7 +611,7 @@ mod tests {
         // A read of an empty buffer returns the last byte again.
         assert_eq!(r.read(), 0x9e);
         // Separate edges per byte.
-        assert_eq!(*r.line.levels.lock().unwrap(), [true, false, true, false]);
+        assert_eq!(r.line.levels(), [true, false, true, false]);
 
         // With the keyboard interrupt off, data arrives without IRQ.
         r.command(CMD_WRITE_CTR);

@@ -700,28 +700,7 @@ impl BusDevice for SpeakerPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interrupt::InterruptLine;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    /// Counts rising edges.
-    #[derive(Default)]
-    struct RecordingLine {
-        rises: AtomicU64,
-    }
-
-    impl InterruptLine for RecordingLine {
-        fn set_level(&self, high: bool) {
-            if high {
-                self.rises.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-
-    impl RecordingLine {
-        fn rises(&self) -> u64 {
-            self.rises.load(Ordering::SeqCst)
-        }
-    }
+    use crate::testing::RecordingLine;
 
     #[derive(Default)]
     struct FakeClock {

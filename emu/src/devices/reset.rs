@@ -57,19 +57,10 @@ impl BusDevice for ResetControl {
 mod tests {
     use super::*;
     use crate::arch::x86_64::layout::ports;
-    use std::sync::Mutex;
+    use crate::testing::RecordingPower;
 
-    #[derive(Default)]
-    struct Sink(Mutex<Vec<PowerRequest>>);
-
-    impl PowerSink for Sink {
-        fn request(&self, request: PowerRequest) {
-            self.0.lock().unwrap().push(request);
-        }
-    }
-
-    fn setup() -> (ResetControl, Arc<Sink>) {
-        let sink = Arc::new(Sink::default());
+    fn setup() -> (ResetControl, Arc<RecordingPower>) {
+        let sink = Arc::new(RecordingPower::default());
         (ResetControl::new(sink.clone()), sink)
     }
 
@@ -83,7 +74,7 @@ mod tests {
     fn reset_value_resets() {
         let (mut dev, sink) = setup();
         dev.write(0, &[ports::RESET_VALUE]);
-        assert_eq!(*sink.0.lock().unwrap(), vec![PowerRequest::Reset]);
+        assert_eq!(sink.requests(), vec![PowerRequest::Reset]);
         // SYS_RST stays, RST_CPU reads 0.
         assert_eq!(read(&mut dev), 0x02);
     }
@@ -94,9 +85,9 @@ mod tests {
         // reboot=pci,cold: 0x02, then 0x0e.
         let cf = read(&mut dev) & !0x0e;
         dev.write(0, &[cf | 0x02]);
-        assert!(sink.0.lock().unwrap().is_empty());
+        assert!(sink.requests().is_empty());
         dev.write(0, &[cf | 0x0e]);
-        assert_eq!(*sink.0.lock().unwrap(), vec![PowerRequest::Reset]);
+        assert_eq!(sink.requests(), vec![PowerRequest::Reset]);
         assert_eq!(read(&mut dev), 0x0a);
     }
 
@@ -110,7 +101,7 @@ mod tests {
         assert_eq!(read(&mut dev), 0xf0);
         dev.write(0, &[0x00]);
         assert_eq!(read(&mut dev), 0);
-        assert!(sink.0.lock().unwrap().is_empty());
+        assert!(sink.requests().is_empty());
     }
 
     #[test]
@@ -125,11 +116,11 @@ mod tests {
         }
         // Only the byte at offset 0 counts.
         dev.write(1, &[0x06]);
-        assert!(sink.0.lock().unwrap().is_empty());
+        assert!(sink.requests().is_empty());
         let mut data = [0u8; 2];
         dev.write(0, &[0x02, 0x06]);
         dev.read(0, &mut data);
         assert_eq!(data, [0x02, 0xff]);
-        assert!(sink.0.lock().unwrap().is_empty());
+        assert!(sink.requests().is_empty());
     }
 }

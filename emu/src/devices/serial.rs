@@ -486,41 +486,8 @@ impl BusDevice for Serial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interrupt::InterruptLine;
+    use crate::testing::RecordingLine;
     use std::sync::{Arc, Mutex};
-
-    /// Records every level the UART drives its line to.
-    #[derive(Default)]
-    struct RecordingLine {
-        levels: Mutex<Vec<bool>>,
-    }
-
-    impl InterruptLine for RecordingLine {
-        fn set_level(&self, high: bool) {
-            self.levels.lock().unwrap().push(high);
-        }
-    }
-
-    impl RecordingLine {
-        fn high(&self) -> bool {
-            self.levels.lock().unwrap().last().copied().unwrap_or(false)
-        }
-        fn rising_edges(&self) -> usize {
-            let levels = self.levels.lock().unwrap();
-            let mut prev = false;
-            let mut n = 0;
-            for &l in levels.iter() {
-                if l && !prev {
-                    n += 1;
-                }
-                prev = l;
-            }
-            n
-        }
-        fn clear(&self) {
-            self.levels.lock().unwrap().clear();
-        }
-    }
 
     /// A writer whose bytes the test can read back.
     #[derive(Clone, Default)]
@@ -826,7 +793,6 @@ mod tests {
         wr(&mut s, MCR, 0);
         assert!(!line.high());
         // Only changes are signalled.
-        let levels = line.levels.lock().unwrap().clone();
-        assert_eq!(levels, vec![true, false]);
+        assert_eq!(line.levels(), vec![true, false]);
     }
 }
