@@ -47,9 +47,11 @@ const TMR_EN: u16 = TMR_STS;
 const PWRBTN_EN: u16 = PWRBTN_STS;
 /// The events that raise the SCI when both their status and enable bits are set.
 const SCI_EVENTS: u16 = TMR_STS | PWRBTN_STS;
-/// RTC_EN is stored (ACPICA checks that it sticks) though Cove raises no RTC event.
+/// GBL_EN and RTC_EN are stored because ACPICA checks that they stick (it disables the
+/// global lock, and reports an RTC error, otherwise); Cove raises neither event.
+const GBL_EN: u16 = 1 << 5;
 const RTC_EN: u16 = 1 << 10;
-const EN_MASK: u16 = TMR_EN | PWRBTN_EN | RTC_EN;
+const EN_MASK: u16 = TMR_EN | GBL_EN | PWRBTN_EN | RTC_EN;
 
 // PM1_CNT.
 const SCI_EN: u16 = 1 << 0;
@@ -217,6 +219,7 @@ impl BusDevice for AcpiPm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::bus::{read_le, write_le};
     use crate::testing::{RecordingLine, RecordingPower};
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -261,6 +264,17 @@ mod tests {
     const CNT: u64 = PM1_CNT as u64;
     const EN: u64 = PM1_EN as u64;
     const TMR: u64 = PM_TMR as u64;
+
+    #[test]
+    fn enable_bits_acpica_probes_stick() {
+        let mut t = setup();
+        wr(&mut t.pm, EN, 2, u64::from(GBL_EN | RTC_EN | 0x4000));
+        assert_eq!(
+            rd(&mut t.pm, EN, 2),
+            u64::from(GBL_EN | RTC_EN),
+            "unknown bits are not kept"
+        );
+    }
 
     #[test]
     fn s5_powers_off() {
