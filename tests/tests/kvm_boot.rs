@@ -221,3 +221,41 @@ fn unrecoverable_emulation_failure_stops_with_a_report() {
         );
     }
 }
+
+/// The bzImage path: the 64-bit boot protocol entry, the kernel's own decompressor (gzip in the
+/// test kernel, which nested KVM can emulate), then the kernel proper with our command line.
+#[test]
+fn boots_a_bzimage_through_the_64_bit_protocol() {
+    if !kvm_available() {
+        return;
+    }
+    let kernel = test_kernel();
+    let mut vm = CoveProcess::spawn(&[
+        "run",
+        "--kernel",
+        kernel.bzimage.to_str().unwrap(),
+        "--append",
+        "console=ttyS0 cove_bzimage_marker=1",
+        "--memory",
+        "128M",
+    ]);
+    assert!(
+        vm.serial.wait_for("cove_bzimage_marker=1", BOOT),
+        "{}",
+        vm.transcript()
+    );
+    assert!(
+        vm.serial.text().contains("Linux version"),
+        "{}",
+        vm.transcript()
+    );
+    vm.send(b"\x01x");
+    let status = vm.wait(Duration::from_secs(60));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        vm.transcript()
+    );
+    assert!(vm.log.text().contains("VM stopped"), "{}", vm.transcript());
+}
