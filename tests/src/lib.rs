@@ -121,6 +121,18 @@ pub fn kernel_image(kernel: &TestKernel) -> &Path {
     }
 }
 
+/// Starts `cove run` on the test kernel (the image this host can boot) and its initramfs, with
+/// `append` as the command line and `extra` arguments after it.
+pub fn run_test_kernel(kernel: &TestKernel, append: &str, extra: &[&str]) -> CoveProcess {
+    let image = kernel_image(kernel).to_string_lossy().into_owned();
+    let initrd = kernel.initramfs.to_string_lossy().into_owned();
+    let mut args = vec![
+        "run", "--kernel", &image, "--initrd", &initrd, "--append", append,
+    ];
+    args.extend_from_slice(extra);
+    CoveProcess::spawn(&args)
+}
+
 #[derive(Default)]
 struct Captured {
     text: String,

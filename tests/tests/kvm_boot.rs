@@ -1,7 +1,7 @@
 //! Real guests under KVM: the test kernel boots through `cove run`, and the guest kernel's own
 //! serial output shows what it saw (command line, CPUs, memory) and how far it got.
 
-use cove_tests::{kernel_image, kvm_available, test_kernel, CoveProcess};
+use cove_tests::{kernel_image, kvm_available, run_test_kernel, test_kernel, CoveProcess};
 use std::time::Duration;
 
 /// Generous: on nested KVM without hardware virtualization every guest kernel instruction is
@@ -26,21 +26,11 @@ fn boots_to_init_with_cmdline_cpus_and_memory() {
     let kernel = test_kernel();
     let marker = format!("cove_test_marker={}", std::process::id());
     let append = format!("console=ttyS0 panic=-1 reboot=k {marker}");
-    let mut vm = CoveProcess::spawn(&[
-        "run",
-        "--kernel",
-        kernel_image(&kernel).to_str().unwrap(),
-        "--initrd",
-        kernel.initramfs.to_str().unwrap(),
-        "--append",
+    let mut vm = run_test_kernel(
+        &kernel,
         &append,
-        "--cpus",
-        "2",
-        "--memory",
-        "256M",
-        "--no-reboot",
-        "--stats",
-    ]);
+        &["--cpus", "2", "--memory", "256M", "--no-reboot", "--stats"],
+    );
     let status = vm.wait(BOOT);
     let serial = vm.serial.text();
     let t = vm.transcript();
@@ -90,18 +80,11 @@ fn reboot_restarts_and_poweroff_exits_zero() {
     }
     let kernel = test_kernel();
     // COVE_INIT=spin keeps init alive without system calls, so the console stays open.
-    let mut vm = CoveProcess::spawn(&[
-        "run",
-        "--kernel",
-        kernel_image(&kernel).to_str().unwrap(),
-        "--initrd",
-        kernel.initramfs.to_str().unwrap(),
-        "--append",
+    let mut vm = run_test_kernel(
+        &kernel,
         "console=ttyS0 sysrq_always_enabled COVE_INIT=spin",
-        "--memory",
-        "128M",
-        "--stats",
-    ]);
+        &["--memory", "128M", "--stats"],
+    );
     let init = "Run /init as init process";
     assert!(
         vm.serial.wait_for(init, BOOT),
