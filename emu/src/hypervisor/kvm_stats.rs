@@ -17,7 +17,6 @@ const DESC_FIXED_SIZE: usize = 16;
 /// An open statistics file of one VM or vCPU.
 pub struct KvmStats {
     file: File,
-    name_size: usize,
     descriptors: Vec<(String, u64)>, // (name, data offset)
     data_offset: u64,
 }
@@ -60,33 +59,18 @@ impl KvmStats {
             .collect();
         Some(Self {
             file,
-            name_size,
             descriptors,
             data_offset,
         })
     }
 
-    /// The current value of every statistic (the first value of histogram statistics).
-    pub fn read_all(&self) -> Vec<(String, u64)> {
-        let _ = self.name_size;
-        self.descriptors
-            .iter()
-            .map(|(name, offset)| {
-                let mut value = [0u8; 8];
-                let ok = self
-                    .file
-                    .read_exact_at(&mut value, self.data_offset + offset)
-                    .is_ok();
-                (name.clone(), if ok { u64::from_le_bytes(value) } else { 0 })
-            })
-            .collect()
-    }
-
-    /// One statistic by name.
+    /// One statistic by name (the first value of a histogram); reads only that value.
     pub fn read(&self, name: &str) -> Option<u64> {
-        self.read_all()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
+        let (_, offset) = self.descriptors.iter().find(|(n, _)| n == name)?;
+        let mut value = [0u8; 8];
+        self.file
+            .read_exact_at(&mut value, self.data_offset + offset)
+            .ok()?;
+        Some(u64::from_le_bytes(value))
     }
 }

@@ -2,7 +2,6 @@
 //! dispatches its exits to the buses, the power logic and emulation-failure recovery.
 
 use super::emulation::{self, KvmGuestCpu, Outcome, RecoveryStats};
-use super::kvm_stats::KvmStats;
 use super::kvm_vm::KvmError;
 use super::run_control::RunControl;
 use crate::arch::x86_64::{cpuid, regs};
@@ -96,7 +95,6 @@ enum Next {
 
 /// Runs the vCPU until the machine stops it or it fails. Owns the vCPU for that time.
 pub fn run_vcpu(mut vcpu: VcpuFd, ctx: VcpuContext) {
-    let stats = KvmStats::open(&vcpu);
     while ctx.control.checkpoint() {
         let next = match vcpu.run() {
             Ok(exit) => handle_exit(exit, &ctx),
@@ -110,11 +108,6 @@ pub fn run_vcpu(mut vcpu: VcpuFd, ctx: VcpuContext) {
         };
         if let Next::Exit = next {
             break;
-        }
-    }
-    if let Some(stats) = stats {
-        if let Some(n) = stats.read("insn_emulation") {
-            log::debug!("vCPU {}: KVM emulated {n} instructions", ctx.index);
         }
     }
 }
