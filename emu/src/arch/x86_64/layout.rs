@@ -10,7 +10,9 @@
 //! 0x000e_0000  ACPI tables: RSDP first, where the kernel's legacy scan also finds it (reserved)
 //! 0x0010_0000  kernel (bzImage protected-mode part; ELF kernels go where their headers say)
 //! ...          RAM, initrd at its top below 896 MiB
-//! 0xc000_0000  32-bit MMIO hole up to 4 GiB: PCI, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000
+//! 0xc000_0000  32-bit MMIO hole up to 4 GiB:
+//!              0xc000_0000 PCI BAR window (512 MiB), 0xe000_0000 PCI ECAM (256 MiB, buses 0-255),
+//!              IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000
 //! 0x1_0000_0000 RAM above the hole
 //! ```
 
@@ -35,6 +37,22 @@ pub const INITRD_MAX_END: u64 = 0x3800_0000;
 pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 pub const MMIO_HOLE_END: u64 = 0x1_0000_0000;
 pub const IOAPIC_START: u64 = 0xfec0_0000;
+
+/// Where PCI memory BARs are placed: the low part of the MMIO hole.
+pub const PCI_MMIO_WINDOW_START: u64 = 0xc000_0000;
+pub const PCI_MMIO_WINDOW_SIZE: u64 = 0x2000_0000;
+/// PCI Express enhanced configuration space (ECAM): 1 MiB per bus, buses 0 to
+/// [`PCI_ECAM_LAST_BUS`]. Announced by the ACPI MCFG table and reserved in e820.
+pub const PCI_ECAM_START: u64 = 0xe000_0000;
+pub const PCI_ECAM_SIZE: u64 = 0x1000_0000;
+pub const PCI_ECAM_LAST_BUS: u8 = 0xff;
+/// Port I/O space PCI I/O BARs are taken from.
+pub const PCI_IO_WINDOW_START: u64 = 0xc000;
+pub const PCI_IO_WINDOW_SIZE: u64 = 0x4000;
+/// The first IOAPIC input used for PCI INTx; PCI slots share [`PCI_INTX_GSI_COUNT`] lines from
+/// here (slot `s`, pin `p` (0 = INTA) goes to `PCI_INTX_GSI_BASE + (s + p) % PCI_INTX_GSI_COUNT`).
+pub const PCI_INTX_GSI_BASE: u32 = 16;
+pub const PCI_INTX_GSI_COUNT: u32 = 8;
 pub const LAPIC_START: u64 = 0xfee0_0000;
 
 /// Identity-mapped TSS and EPT identity map pages that KVM needs on Intel hosts; they sit in the
@@ -53,6 +71,9 @@ pub mod ports {
     pub const POST: u64 = 0x80;
     pub const COM1: u64 = 0x3f8;
     pub const COM1_IRQ: u32 = 4;
+    /// PCI configuration mechanism #1: address register at 0xcf8, data window 0xcfc-0xcff.
+    pub const PCI_CONFIG_ADDRESS: u64 = 0xcf8;
+    pub const PCI_CONFIG_LEN: u64 = 8;
     pub const UART_LEN: u64 = 8;
     /// ACPI fixed hardware: PM1a event block (status, enable), control block, PM timer.
     pub const ACPI_PM_BASE: u64 = 0x600;
