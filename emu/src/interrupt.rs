@@ -25,3 +25,44 @@ pub struct NoLine;
 impl InterruptLine for NoLine {
     fn set_level(&self, _high: bool) {}
 }
+
+/// A message-signalled interrupt: a write of `data` to `address` (the LAPIC's MSI window).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsiMessage {
+    pub address: u64,
+    pub data: u32,
+}
+
+/// One MSI vector of a device. The device's MSI-X logic decides when it fires (masking,
+/// pending bits); the vector only delivers. Under KVM it is an irqfd with a GSI route, so a
+/// worker thread fires it with one eventfd write; in device tests it is a recorder.
+pub trait MsiVector: Send + Sync {
+    /// Sets the message this vector sends; the guest programmed it.
+    fn configure(&self, message: MsiMessage);
+    /// Sends the configured message.
+    fn trigger(&self);
+}
+
+/// Where devices get MSI vectors from.
+pub trait MsiController: Send + Sync {
+    /// `count` fresh vectors.
+    fn allocate_vectors(&self, count: usize) -> Result<Vec<Arc<dyn MsiVector>>, String>;
+}
+
+/// MSI delivery for machines without MSI (vectors that never fire).
+pub struct NoMsi;
+
+impl MsiController for NoMsi {
+    fn allocate_vectors(&self, count: usize) -> Result<Vec<Arc<dyn MsiVector>>, String> {
+        Ok((0..count)
+            .map(|_| Arc::new(NoMsiVector) as Arc<dyn MsiVector>)
+            .collect())
+    }
+}
+
+struct NoMsiVector;
+
+impl MsiVector for NoMsiVector {
+    fn configure(&self, _message: MsiMessage) {}
+    fn trigger(&self) {}
+}

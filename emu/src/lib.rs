@@ -10,16 +10,19 @@
 //! - [`arch`]: the x86_64 boot protocol, page tables, CPUID, ACPI tables.
 //! - [`bus`]: port-I/O and MMIO address spaces.
 //! - [`devices`]: legacy platform devices.
+//! - [`pci`]: the PCI root bus, configuration spaces, BAR placement and MSI-X.
 //! - [`host`]: facts about the host (KVM flavour, CPUs, memory) and the host profile.
 
 pub mod arch;
 pub mod bus;
 pub mod config;
 pub mod devices;
+pub mod doorbell;
 pub mod host;
 pub mod hypervisor;
 pub mod interrupt;
 pub mod machine;
 pub mod memory;
+pub mod pci;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,0 +1,29 @@
+//! Doorbells: guest writes to a device register that must wake a worker thread.
+//!
+//! A device owns one eventfd per doorbell and signals it itself when the write reaches it
+//! through the bus. When the hypervisor can match the write in the kernel (KVM ioeventfd), the
+//! device registers the doorbell here and the vCPU never leaves the guest for it; the worker
+//! sees the same eventfd either way.
+
+use vmm_sys_util::eventfd::EventFd;
+
+/// Registers MMIO doorbells with the hypervisor.
+pub trait DoorbellRegistry: Send + Sync {
+    /// From now on, any write to `address` signals `event` without reaching the device.
+    fn register(&self, address: u64, event: &EventFd) -> Result<(), String>;
+    /// Undoes [`DoorbellRegistry::register`].
+    fn unregister(&self, address: u64, event: &EventFd) -> Result<(), String>;
+}
+
+/// No in-kernel matching: every doorbell write reaches the device through the bus (device
+/// tests, and hypervisors without ioeventfd).
+pub struct BusDoorbells;
+
+impl DoorbellRegistry for BusDoorbells {
+    fn register(&self, _address: u64, _event: &EventFd) -> Result<(), String> {
+        Ok(())
+    }
+    fn unregister(&self, _address: u64, _event: &EventFd) -> Result<(), String> {
+        Ok(())
+    }
+}
