@@ -9,11 +9,13 @@
 //! - [`hypervisor`]: KVM VM and vCPU wrappers, vCPU threads, exit dispatch, emulation failures.
 //! - [`arch`]: the x86_64 boot protocol, page tables, CPUID, ACPI tables.
 //! - [`bus`]: port-I/O and MMIO address spaces.
+//! - [`block`]: disk image backends behind one trait: opening, locking, I/O, discard.
 //! - [`devices`]: legacy platform devices.
 //! - [`pci`]: the PCI root bus, configuration spaces, BAR placement and MSI-X.
 //! - [`host`]: facts about the host (KVM flavour, CPUs, memory) and the host profile.
 
 pub mod arch;
+pub mod block;
 pub mod bus;
 pub mod config;
 pub mod devices;

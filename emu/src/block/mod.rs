@@ -1,0 +1,76 @@
+//! Disk image backends: the storage behind a block device.
+//!
+//! This module owns how a disk image on the host is opened, locked, sized, read and written.
+//! Every image format implements [`DiskBackend`], so the block device works on any of them
+//! without knowing the format: [`raw::RawDisk`] is a plain file or host block device, where
+//! guest offset N is byte N of the image. [`DiskError`] says, in words a user can act on, why an
+//! image could not be opened.
+
+pub mod raw;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use raw::RawDisk;
+
+/// A disk image as the block device sees it. `&self` methods so several queue workers can use one
+/// disk at once (positioned I/O, no shared file offset).
+///
+/// Offsets and lengths are in bytes. Every request must lie within `0..size()`; a backend rejects
+/// one that does not with [`io::ErrorKind::InvalidInput`] before touching the image.
+pub trait DiskBackend: Send + Sync {
+    /// Bytes the guest sees.
+    fn size(&self) -> u64;
+
+    /// True when the image was opened read-only: writes, discards and zeroing fail.
+    fn read_only(&self) -> bool;
+
+    /// Fills all of `buf` from `offset`. Anything less is an error: an image that ends early
+    /// gives [`io::ErrorKind::UnexpectedEof`].
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+
+    /// Writes all of `buf` at `offset`, or fails. A read-only image gives
+    /// [`io::ErrorKind::PermissionDenied`].
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+
+    /// Makes every completed write durable: the data reaches the disk (`fdatasync`).
+    fn flush(&self) -> io::Result<()>;
+
+    /// Tells the host the range is no longer in use, so it can free the space. Advisory: a host
+    /// that cannot free it still returns `Ok`, and reads of the range afterwards may return the
+    /// old data or zeros.
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()>;
+
+    /// Makes the range read back as zeros. With `may_unmap` the backend may also free the
+    /// space; without it, the space stays allocated where the host allows.
+    fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool) -> io::Result<()>;
+
+    /// A hint: the granularity, in bytes, at which discards free space on the host.
+    fn discard_alignment(&self) -> u64 {
+        4096
+    }
+}
+
+/// Why a disk image could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("disk image {path} does not exist")]
+    NotFound { path: PathBuf },
+    #[error("no permission to open disk image {path} for {}", access(.read_only))]
+    PermissionDenied { path: PathBuf, read_only: bool },
+    #[error("disk image {path} is in use by another VM")]
+    Locked { path: PathBuf },
+    #[error("disk image {path} is neither a regular file nor a block device")]
+    NotAFile { path: PathBuf },
+    #[error("cannot use disk image {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// How an image was to be opened, for [`DiskError::PermissionDenied`].
+fn access(read_only: &bool) -> &'static str {
+    if *read_only {
+        "reading"
+    } else {
+        "reading and writing"
+    }
+}
