@@ -1,0 +1,95 @@
+//! Virtio: the modern PCI transport and the devices behind it.
+//!
+//! A device model implements [`VirtioDevice`]: it declares its features, queues and config
+//! space, and on activation gets its queues, guest memory and an interrupt handle, which it
+//! hands to its own worker thread. The transport ([`pci::VirtioPciDevice`]) does everything
+//! the spec puts between driver and device: feature negotiation, the status state machine,
+//! queue set-up, doorbells and MSI-X/INTx.
+
+pub mod block;
+pub mod chain;
+pub mod interrupt;
+pub mod pci;
+pub mod rng;
+pub mod worker;
+
+pub use interrupt::VirtioInterrupt;
+
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+/// Device types (virtio 1.2, section 5).
+pub mod device_type {
+    pub const NET: u32 = 1;
+    pub const BLOCK: u32 = 2;
+    pub const CONSOLE: u32 = 3;
+    pub const RNG: u32 = 4;
+    pub const GPU: u32 = 16;
+    pub const INPUT: u32 = 18;
+    pub const SOUND: u32 = 25;
+}
+
+/// Feature bits shared by all devices.
+pub mod features {
+    pub const RING_INDIRECT_DESC: u64 = 1 << 28;
+    pub const RING_EVENT_IDX: u64 = 1 << 29;
+    pub const VERSION_1: u64 = 1 << 32;
+}
+
+/// Device status bits.
+pub mod status {
+    pub const ACKNOWLEDGE: u8 = 1;
+    pub const DRIVER: u8 = 2;
+    pub const DRIVER_OK: u8 = 4;
+    pub const FEATURES_OK: u8 = 8;
+    pub const DEVICE_NEEDS_RESET: u8 = 0x40;
+    pub const FAILED: u8 = 0x80;
+}
+
+/// A queue the driver enabled, ready for a worker.
+pub struct ReadyQueue {
+    pub index: u16,
+    pub queue: Queue,
+    /// Signalled when the driver notifies this queue.
+    pub doorbell: EventFd,
+}
+
+/// What a device gets when the driver sets DRIVER_OK.
+pub struct Activation {
+    pub memory: GuestMemoryMmap,
+    /// The features the driver accepted.
+    pub features: u64,
+    /// The enabled queues, in index order.
+    pub queues: Vec<ReadyQueue>,
+    pub interrupt: std::sync::Arc<VirtioInterrupt>,
+}
+
+/// Why a device could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("queue {0} is required but the driver did not enable it")]
+    MissingQueue(u16),
+    #[error("cannot start the worker: {0}")]
+    Worker(#[from] std::io::Error),
+}
+
+/// A virtio device model, independent of transport and hypervisor.
+pub trait VirtioDevice: Send {
+    fn device_type(&self) -> u32;
+    /// A short name for logs.
+    fn name(&self) -> &str;
+    /// The largest size of each queue; the length is the number of queues.
+    fn queue_max_sizes(&self) -> Vec<u16>;
+    /// Device feature bits ([`features::VERSION_1`] is added by the transport).
+    fn features(&self) -> u64;
+    /// Reads the device-specific config space.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Writes the device-specific config space (most fields are read-only).
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    /// The driver set DRIVER_OK: start serving the queues.
+    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError>;
+    /// The driver reset the device: stop the workers and drop the queues. Returns when no
+    /// worker touches guest memory any more.
+    fn reset(&mut self);
+}
