@@ -1,25 +1,26 @@
-//! ACPI tables of the x86_64 machine: RSDP, XSDT, FADT, FACS, DSDT and MADT.
+//! ACPI tables of the x86_64 machine: RSDP, XSDT, FADT, FACS, DSDT, MADT and MCFG.
 //!
 //! The tables are written into the legacy BIOS area at [`layout::ACPI_START`], RSDP first, so
 //! the kernel finds them through `boot_params.acpi_rsdp_addr` and through its legacy RSDP scan.
 //! The FADT describes the fixed hardware modelled by [`crate::devices::acpi_pm`] and
 //! [`crate::devices::reset`]; the MADT describes the local APICs and the IOAPIC.
 //!
-//! [`AcpiTables`] is the builder: later code adds whole tables (an MCFG for PCI ECAM) with
-//! [`AcpiTables::add_table`] and DSDT objects (a PCI root bridge) with
-//! [`AcpiTables::add_sb_object`].
+//! [`AcpiTables`] is the builder: it takes whole tables with [`AcpiTables::add_table`] and DSDT
+//! objects with [`AcpiTables::add_sb_object`]. [`create_acpi_tables`] adds the PCI host bridge
+//! from [`super::pci_acpi`]: the MCFG table, and `\_SB_.PCI0` and `\_SB_.MRES` in the DSDT.
 //!
 //! ```text
 //! ACPI_START  RSDP (36 bytes, revision 2, XSDT address only)
-//!   +8 align  XSDT -> FADT, MADT, added tables
+//!   +8 align  XSDT -> FADT, MADT, added tables (MCFG)
 //!   +8 align  FADT (revision 6.5) -> FACS, DSDT (32- and 64-bit pointers)
 //!   +64 align FACS
 //!   +8 align  DSDT
 //!   +8 align  MADT
-//!   +8 align  added tables, in the order they were added
+//!   +8 align  added tables, in the order they were added (MCFG)
 //! ```
 
 use super::layout::{self, ports, ACPI_S5_SLEEP_TYPE};
+use super::pci_acpi;
 use crate::devices::acpi_pm;
 use acpi_tables::facs::FACS;
 use acpi_tables::fadt::{FADTBuilder, Flags, PmProfile};
@@ -357,10 +358,21 @@ fn checksum(data: &[u8]) -> u8 {
         .wrapping_neg()
 }
 
+/// The machine's ACPI tables for `cpus` vCPUs: the fixed tables, plus the MCFG and the PCI host
+/// bridge (`\_SB_.PCI0`, every slot of bus 0 in its `_PRT`) and the ECAM reservation
+/// (`\_SB_.MRES`).
+fn machine_tables(cpus: u8) -> Result<AcpiTables, AcpiError> {
+    let mut tables = AcpiTables::new(cpus)?;
+    tables.add_table(pci_acpi::mcfg_table())?;
+    tables.add_sb_object(&pci_acpi::pci_root_bridge(pci_acpi::PCI_SLOTS));
+    tables.add_sb_object(&pci_acpi::MotherboardResources);
+    Ok(tables)
+}
+
 /// Writes the machine's ACPI tables for `cpus` vCPUs from [`layout::ACPI_START`]. Returns the
 /// address of the RSDP.
 pub fn create_acpi_tables(memory: &GuestMemoryMmap, cpus: u8) -> Result<GuestAddress, AcpiError> {
-    AcpiTables::new(cpus)?.write(memory)
+    machine_tables(cpus)?.write(memory)
 }
 
 #[cfg(test)]
@@ -538,8 +550,10 @@ mod tests {
         let mem = memory();
         let rsdp = create_acpi_tables(&mem, cpus).unwrap();
         let p = parse(&mem, rsdp);
-        assert_eq!(p.xsdt_entries.len(), 2);
+        assert_eq!(p.xsdt_entries.len(), 3);
         check_fadt(&p.fadt);
+        let mcfg = read_table(&mem, p.xsdt_entries[2], b"MCFG");
+        assert_eq!(mcfg, pci_acpi::mcfg_table());
         assert_eq!(p.facs[32], 1, "FACS version");
 
         assert_eq!(u32_at(&p.madt, 36), layout::LAPIC_START as u32);
@@ -558,8 +572,45 @@ mod tests {
             0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0a, 5, 0x0a, 5, 0, 0,
         ];
         assert!(p.dsdt.windows(s5.len()).any(|w| w == s5));
-        let sb = [0x10, 0x06, b'\\', b'_', b'S', b'B', b'_'];
-        assert!(p.dsdt.windows(sb.len()).any(|w| w == sb));
+        check_pci_devices(&p.dsdt);
+    }
+
+    fn position(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack.windows(needle.len()).position(|w| w == needle)
+    }
+
+    /// `\_SB_` holds PCI0 (with its `_PRT`) and MRES.
+    fn check_pci_devices(dsdt: &[u8]) {
+        // ScopeOp, PkgLength (1 to 4 bytes), \_SB_; the scope is the last object.
+        let sb = position(dsdt, b"\\_SB_").unwrap();
+        let len_bytes = (1..=4)
+            .find(|n| dsdt[sb - 1 - n] == 0x10 && usize::from(dsdt[sb - n] >> 6) + 1 == *n)
+            .unwrap();
+        let lead = &dsdt[sb - len_bytes..sb];
+        let pkg_len = if len_bytes == 1 {
+            usize::from(lead[0] & 0x3f)
+        } else {
+            lead[1..]
+                .iter()
+                .enumerate()
+                .fold(usize::from(lead[0] & 0xf), |l, (i, b)| {
+                    l | usize::from(*b) << (4 + 8 * i)
+                })
+        };
+        assert_eq!(
+            sb - len_bytes + pkg_len,
+            dsdt.len(),
+            "\\_SB_ is the last object"
+        );
+        let mut pci0 = Vec::new();
+        pci_acpi::pci_root_bridge(pci_acpi::PCI_SLOTS).to_aml_bytes(&mut pci0);
+        let mut mres = Vec::new();
+        pci_acpi::MotherboardResources.to_aml_bytes(&mut mres);
+        let pci0_at = position(dsdt, &pci0).unwrap();
+        let mres_at = position(dsdt, &mres).unwrap();
+        assert!(sb < pci0_at && pci0_at + pci0.len() <= mres_at);
+        assert!(position(&dsdt[pci0_at..], b"_PRT").unwrap() < pci0.len());
+        assert!(position(dsdt, b"MRES").is_some());
     }
 
     #[test]
@@ -575,6 +626,64 @@ mod tests {
     #[test]
     fn most_cpus() {
         check_all(255);
+    }
+
+    /// Disassembles the tables with ACPICA's `iasl`, when it is installed (it is optional).
+    #[test]
+    fn iasl_disassembles_the_dsdt_and_mcfg() {
+        let mem = memory();
+        let p = parse(&mem, create_acpi_tables(&mem, 2).unwrap());
+        let mcfg = read_table(&mem, p.xsdt_entries[2], b"MCFG");
+
+        let dir = std::env::temp_dir().join(format!("cove-acpi-iasl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let disassemble = |name: &str, table: &[u8]| {
+            let dat = dir.join(format!("{name}.dat"));
+            std::fs::write(&dat, table).unwrap();
+            let output = std::process::Command::new("iasl")
+                .arg("-d")
+                .arg(&dat)
+                .current_dir(&dir)
+                .output();
+            let output = match output {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                output => output.unwrap(),
+            };
+            assert!(
+                output.status.success(),
+                "iasl -d {name}: {}\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            Some(std::fs::read_to_string(dir.join(format!("{name}.dsl"))).unwrap())
+        };
+
+        let Some(dsdt) = disassemble("dsdt", &p.dsdt) else {
+            println!("skipping: iasl (ACPICA tools) is not installed");
+            std::fs::remove_dir_all(&dir).unwrap();
+            return;
+        };
+        let mcfg = disassemble("mcfg", &mcfg).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        for needle in [
+            "Device (PCI0)",
+            "PNP0A08",
+            "PNP0A03",
+            "_PRT",
+            "0x0003FFFF",
+            "Device (MRES)",
+            "PNP0C02",
+            "Memory32Fixed (ReadWrite,",
+            "0xE0000000",
+            "0x10000000",
+        ] {
+            assert!(dsdt.contains(needle), "{needle} not in\n{dsdt}");
+        }
+        for needle in ["MCFG", "00000000E0000000", ": FF"] {
+            assert!(mcfg.contains(needle), "{needle} not in\n{mcfg}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::layout::{
     ACPI_END, ACPI_START, CMDLINE_MAX_SIZE, CMDLINE_START, EBDA_START, HIMEM_START, INITRD_MAX_END,
-    MMIO_HOLE_END, MMIO_HOLE_START, ZERO_PAGE_START,
+    MMIO_HOLE_END, MMIO_HOLE_START, PCI_ECAM_SIZE, PCI_ECAM_START, ZERO_PAGE_START,
 };
 use linux_loader::cmdline::Cmdline;
 use linux_loader::configurator::linux::LinuxBootConfigurator;
@@ -303,7 +303,12 @@ fn load_initrd(
     Ok((GuestAddress(start), size))
 }
 
-/// The guest's e820 memory map.
+/// The PCI ECAM lies in the MMIO hole: after the low RAM, before the RAM above 4 GiB.
+const _: () =
+    assert!(PCI_ECAM_START >= MMIO_HOLE_START && PCI_ECAM_START + PCI_ECAM_SIZE <= MMIO_HOLE_END);
+
+/// The guest's e820 memory map, sorted by address. Besides RAM it reserves the EBDA, the ACPI
+/// tables and the PCI ECAM (which Linux wants reserved before it uses MMCONFIG).
 pub fn e820_map(memory: &GuestMemoryMmap) -> Vec<boot_e820_entry> {
     let entry = |addr, size, r#type| boot_e820_entry { addr, size, r#type };
     let low_end = low_ram_end(memory);
@@ -312,6 +317,7 @@ pub fn e820_map(memory: &GuestMemoryMmap) -> Vec<boot_e820_entry> {
         entry(EBDA_START, ACPI_START - EBDA_START, E820_RESERVED),
         entry(ACPI_START, ACPI_END - ACPI_START, E820_RESERVED),
         entry(HIMEM_START, low_end - HIMEM_START, E820_RAM),
+        entry(PCI_ECAM_START, PCI_ECAM_SIZE, E820_RESERVED),
     ];
     let last = memory.last_addr().0 + 1;
     if last > MMIO_HOLE_END {
@@ -399,7 +405,7 @@ mod tests {
                 .unwrap(),
             0x5a
         );
-        assert_eq!({ params.e820_entries }, 4);
+        assert_eq!({ params.e820_entries }, 5);
     }
 
     #[test]
@@ -479,5 +485,35 @@ mod tests {
             .map(|e| e.size)
             .sum();
         assert_eq!(ram, (4 << 30) - (ACPI_END - EBDA_START));
+        assert_eq!(map.len(), 6);
+    }
+
+    #[test]
+    fn e820_reserves_the_pci_ecam_and_is_sorted() {
+        for size in [64 << 20, 3 << 30, 4 << 30] {
+            let map = e820_map(&memory(size));
+            let ecam: Vec<_> = map
+                .iter()
+                .filter(|e| ({ e.addr }, { e.size }) == (PCI_ECAM_START, PCI_ECAM_SIZE))
+                .collect();
+            assert_eq!(ecam.len(), 1);
+            assert_eq!({ ecam[0].r#type }, E820_RESERVED);
+            assert_eq!(
+                ({ ecam[0].addr }, { ecam[0].size }),
+                (0xe000_0000, 0x1000_0000)
+            );
+            for w in map.windows(2) {
+                assert!(
+                    w[0].addr + w[0].size <= w[1].addr,
+                    "{size:#x}: unsorted or overlapping"
+                );
+            }
+            // No RAM inside the ECAM.
+            assert!(map
+                .iter()
+                .filter(|e| e.r#type == E820_RAM)
+                .all(|e| e.addr + e.size <= PCI_ECAM_START
+                    || e.addr >= PCI_ECAM_START + PCI_ECAM_SIZE));
+        }
     }
 }
