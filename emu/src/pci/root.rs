@@ -7,6 +7,7 @@ use super::allocator::RangeAllocator;
 use super::config_space::{self, BarKind, ConfigSpace, PciHeader};
 use super::device::{PciAddress, PciDevice, SharedPciDevice};
 use crate::arch::x86_64::layout;
+use crate::arch::x86_64::pci_acpi::intx_gsi;
 use crate::bus::{Bus, BusDevice, BusError};
 use crate::interrupt::SharedLine;
 use std::collections::BTreeMap;
@@ -33,12 +34,6 @@ pub enum PciError {
 
 /// Produces the interrupt line for an IOAPIC input (GSI).
 pub type IntxLines = Box<dyn Fn(u32) -> SharedLine + Send + Sync>;
-
-/// The IOAPIC input that INTx `pin` (0 = INTA) of `slot` is wired to. The ACPI `_PRT` the
-/// guest reads says the same.
-pub fn intx_gsi(slot: u8, pin: u8) -> u32 {
-    layout::PCI_INTX_GSI_BASE + (u32::from(slot) + u32::from(pin)) % layout::PCI_INTX_GSI_COUNT
-}
 
 struct Slot {
     device: SharedPciDevice,

@@ -10,6 +10,7 @@ pub mod block;
 pub mod chain;
 pub mod interrupt;
 pub mod pci;
+pub mod queue_service;
 pub mod rng;
 pub mod worker;
 

@@ -1,0 +1,301 @@
+//! One virtio-blk request: parsing the header out of a descriptor chain, checking it against
+//! the disk, running it, and writing the status byte. Every guest-controlled number (sector,
+//! length, segment count, flags) is checked before it reaches the disk, and every guest buffer
+//! is reached through bounds-checked accesses.
+
+use crate::block::DiskBackend;
+use crate::virtio::chain::{Chain, ChainError, Segment, SegmentCursor};
+use vm_memory::{Address, Bytes, GuestMemoryMmap};
+
+pub const SECTOR_SIZE: u64 = 512;
+/// The serial number GET_ID returns is at most this long.
+pub const ID_BYTES: usize = 20;
+/// Bytes moved between disk and guest per step, bounding the bounce buffer.
+const CHUNK: usize = 1 << 20;
+
+/// Request types.
+pub mod kind {
+    pub const IN: u32 = 0;
+    pub const OUT: u32 = 1;
+    pub const FLUSH: u32 = 4;
+    pub const GET_ID: u32 = 8;
+    pub const DISCARD: u32 = 11;
+    pub const WRITE_ZEROES: u32 = 13;
+}
+
+/// Status codes.
+pub mod status {
+    pub const OK: u8 = 0;
+    pub const IOERR: u8 = 1;
+    pub const UNSUPP: u8 = 2;
+}
+
+const HEADER_LEN: usize = 16;
+const RANGE_SEGMENT_LEN: u64 = 16;
+const RANGE_FLAG_UNMAP: u32 = 1;
+
+/// What a request may do to the disk.
+pub struct Limits {
+    pub max_discard_sectors: u32,
+    pub max_discard_segments: u32,
+    pub max_write_zeroes_sectors: u32,
+    pub max_write_zeroes_segments: u32,
+}
+
+/// The state a queue worker keeps between requests.
+pub struct RequestContext<'a> {
+    pub disk: &'a dyn DiskBackend,
+    pub serial: &'a [u8; ID_BYTES],
+    pub limits: &'a Limits,
+    pub buffer: &'a mut Vec<u8>,
+}
+
+/// Runs the request in `chain` and writes its status. Returns the bytes written into the
+/// chain (data plus status). Fails only when the chain has no usable status byte.
+pub fn execute(chain: &Chain, memory: &GuestMemoryMmap, ctx: &mut RequestContext) -> Result<u32, ChainError> {
+    let no_status = ChainError::Malformed(chain.head);
+    let Some(last) = chain.segments.last().filter(|s| s.writable && s.len > 0) else {
+        log::debug!("virtio-blk: chain {} has no writable status byte", chain.head);
+        return Err(no_status);
+    };
+    let status_address = last
+        .address
+        .checked_add(u64::from(last.len) - 1)
+        .ok_or(no_status.clone())?;
+    let mut body = chain.segments.clone();
+    let tail = body.len() - 1;
+    if last.len == 1 {
+        body.pop();
+    } else {
+        body[tail].len -= 1;
+    }
+    let (status, written) = run(&body, memory, ctx);
+    if memory.write_obj(status, status_address).is_err() {
+        log::debug!("virtio-blk: status byte at {:#x} is outside guest memory", status_address.0);
+        return Err(no_status);
+    }
+    Ok(written + 1)
+}
+
+/// Runs a request; returns its status and the data bytes written to the guest.
+fn run(body: &[Segment], memory: &GuestMemoryMmap, ctx: &mut RequestContext) -> (u8, u32) {
+    let split = body.iter().position(|s| s.writable).unwrap_or(body.len());
+    let (readable, writable) = body.split_at(split);
+    if writable.iter().any(|s| !s.writable) {
+        log::debug!("virtio-blk: device-readable buffer after a writable one");
+        return (status::IOERR, 0);
+    }
+    let mut input = SegmentCursor::new(readable);
+    let mut header = [0u8; HEADER_LEN];
+    match input.read(memory, &mut header) {
+        Ok(HEADER_LEN) => {}
+        Ok(_) => {
+            log::debug!("virtio-blk: request header shorter than {HEADER_LEN} bytes");
+            return (status::IOERR, 0);
+        }
+        Err(e) => {
+            log::debug!("virtio-blk: request header: {e}");
+            return (status::IOERR, 0);
+        }
+    }
+    let request = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let mut sector_bytes = [0u8; 8];
+    sector_bytes.copy_from_slice(&header[8..16]);
+    let sector = u64::from_le_bytes(sector_bytes);
+    let output_len: u64 = writable.iter().map(|s| u64::from(s.len)).sum();
+    let mut output = SegmentCursor::new(writable);
+
+    match request {
+        kind::IN => {
+            if input.remaining() != 0 {
+                return fail("read request carries device-readable data");
+            }
+            match read_sectors(sector, output_len, &mut output, memory, ctx) {
+                Ok(written) => (status::OK, written),
+                Err((why, written)) => {
+                    log::debug!("virtio-blk: read at sector {sector}: {why}");
+                    (status::IOERR, written)
+                }
+            }
+        }
+        kind::OUT => {
+            if output_len != 0 {
+                return fail("write request carries device-writable data");
+            }
+            if ctx.disk.read_only() {
+                return fail("write to a read-only disk");
+            }
+            let len = input.remaining();
+            match write_sectors(sector, len, &mut input, memory, ctx) {
+                Ok(()) => (status::OK, 0),
+                Err(why) => {
+                    log::warn!("virtio-blk: write at sector {sector}: {why}");
+                    (status::IOERR, 0)
+                }
+            }
+        }
+        kind::FLUSH => match ctx.disk.flush() {
+            Ok(()) => (status::OK, 0),
+            Err(e) => {
+                log::warn!("virtio-blk: flush failed: {e}");
+                (status::IOERR, 0)
+            }
+        },
+        kind::GET_ID => {
+            if output_len == 0 {
+                return fail("GET_ID without a buffer");
+            }
+            let n = (output_len as usize).min(ID_BYTES);
+            match output.write(memory, &ctx.serial[..n]) {
+                Ok(written) => (status::OK, written as u32),
+                Err(e) => fail(&format!("GET_ID buffer: {e}")),
+            }
+        }
+        kind::DISCARD | kind::WRITE_ZEROES => {
+            if ctx.disk.read_only() {
+                return fail("discard or write-zeroes on a read-only disk");
+            }
+            ranges(request, &mut input, memory, ctx)
+        }
+        other => {
+            log::debug!("virtio-blk: unsupported request type {other}");
+            (status::UNSUPP, 0)
+        }
+    }
+}
+
+fn fail(why: &str) -> (u8, u32) {
+    log::debug!("virtio-blk: {why}");
+    (status::IOERR, 0)
+}
+
+/// The byte offset of `sector`, if `[sector, sector + len bytes)` lies on the disk.
+fn disk_offset(sector: u64, len: u64, disk: &dyn DiskBackend) -> Result<u64, String> {
+    let offset = sector
+        .checked_mul(SECTOR_SIZE)
+        .ok_or_else(|| format!("sector {sector} overflows"))?;
+    let end = offset
+        .checked_add(len)
+        .ok_or_else(|| format!("sector {sector} + {len} bytes overflows"))?;
+    if end > disk.size() {
+        return Err(format!(
+            "bytes {offset}..{end} are past the end of the {}-byte disk",
+            disk.size()
+        ));
+    }
+    Ok(offset)
+}
+
+fn read_sectors(
+    sector: u64,
+    len: u64,
+    output: &mut SegmentCursor,
+    memory: &GuestMemoryMmap,
+    ctx: &mut RequestContext,
+) -> Result<u32, (String, u32)> {
+    if len % SECTOR_SIZE != 0 {
+        return Err((format!("length {len} is not a whole number of sectors"), 0));
+    }
+    let mut offset = disk_offset(sector, len, ctx.disk).map_err(|e| (e, 0))?;
+    let mut written: u32 = 0;
+    let mut left = len;
+    while left > 0 {
+        let n = (left as usize).min(CHUNK);
+        ctx.buffer.resize(n, 0);
+        ctx.disk
+            .read_at(&mut ctx.buffer[..n], offset)
+            .map_err(|e| (format!("host read error: {e}"), written))?;
+        let done = output
+            .write(memory, &ctx.buffer[..n])
+            .map_err(|e| (e.to_string(), written))?;
+        written = written.saturating_add(done as u32);
+        offset += n as u64;
+        left -= n as u64;
+    }
+    Ok(written)
+}
+
+fn write_sectors(
+    sector: u64,
+    len: u64,
+    input: &mut SegmentCursor,
+    memory: &GuestMemoryMmap,
+    ctx: &mut RequestContext,
+) -> Result<(), String> {
+    if len % SECTOR_SIZE != 0 {
+        return Err(format!("length {len} is not a whole number of sectors"));
+    }
+    let mut offset = disk_offset(sector, len, ctx.disk)?;
+    let mut left = len;
+    while left > 0 {
+        let n = (left as usize).min(CHUNK);
+        ctx.buffer.resize(n, 0);
+        let got = input.read(memory, &mut ctx.buffer[..n]).map_err(|e| e.to_string())?;
+        ctx.disk
+            .write_at(&ctx.buffer[..got], offset)
+            .map_err(|e| format!("host write error: {e}"))?;
+        offset += got as u64;
+        left -= got as u64;
+        if got == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// DISCARD and WRITE_ZEROES: a list of {sector, sectors, flags} ranges.
+fn ranges(
+    request: u32,
+    input: &mut SegmentCursor,
+    memory: &GuestMemoryMmap,
+    ctx: &mut RequestContext,
+) -> (u8, u32) {
+    let discard = request == kind::DISCARD;
+    let (max_sectors, max_segments) = if discard {
+        (ctx.limits.max_discard_sectors, ctx.limits.max_discard_segments)
+    } else {
+        (ctx.limits.max_write_zeroes_sectors, ctx.limits.max_write_zeroes_segments)
+    };
+    let len = input.remaining();
+    if len == 0 || len % RANGE_SEGMENT_LEN != 0 {
+        return fail("range list is not a whole number of 16-byte segments");
+    }
+    if len / RANGE_SEGMENT_LEN > u64::from(max_segments) {
+        return fail("too many ranges in one request");
+    }
+    for _ in 0..len / RANGE_SEGMENT_LEN {
+        let mut raw = [0u8; RANGE_SEGMENT_LEN as usize];
+        if let Err(e) = input.read(memory, &mut raw) {
+            return fail(&format!("range list: {e}"));
+        }
+        let mut sector = [0u8; 8];
+        sector.copy_from_slice(&raw[..8]);
+        let sector = u64::from_le_bytes(sector);
+        let sectors = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
+        let flags = u32::from_le_bytes([raw[12], raw[13], raw[14], raw[15]]);
+        let unknown_flags = if discard { flags } else { flags & !RANGE_FLAG_UNMAP };
+        if unknown_flags != 0 {
+            log::debug!("virtio-blk: range flags {flags:#x} not supported");
+            return (status::UNSUPP, 0);
+        }
+        if sectors > max_sectors {
+            return fail("range larger than the device allows");
+        }
+        let bytes = u64::from(sectors) * SECTOR_SIZE;
+        let offset = match disk_offset(sector, bytes, ctx.disk) {
+            Ok(offset) => offset,
+            Err(e) => return fail(&e),
+        };
+        let result = if discard {
+            ctx.disk.discard(offset, bytes)
+        } else {
+            ctx.disk
+                .write_zeroes(offset, bytes, flags & RANGE_FLAG_UNMAP != 0)
+        };
+        if let Err(e) = result {
+            log::warn!("virtio-blk: {} at sector {sector}: {e}", if discard { "discard" } else { "write-zeroes" });
+            return (status::IOERR, 0);
+        }
+    }
+    (status::OK, 0)
+}

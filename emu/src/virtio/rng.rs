@@ -1,0 +1,98 @@
+//! virtio-rng: one queue whose writable buffers the device fills with bytes from the host's
+//! getrandom(2).
+
+use super::queue_service::serve_queue;
+use super::worker::Worker;
+use super::{device_type, features, ActivateError, Activation, VirtioDevice};
+use crate::virtio::chain::SegmentCursor;
+
+const QUEUE_SIZE: u16 = 64;
+/// The most bytes one request gets, so a guest cannot make the worker fill gigabytes at once.
+const MAX_BYTES_PER_REQUEST: usize = 64 * 1024;
+
+/// A virtio entropy device.
+#[derive(Default)]
+pub struct Rng {
+    worker: Option<Worker>,
+}
+
+impl VirtioDevice for Rng {
+    fn device_type(&self) -> u32 {
+        device_type::RNG
+    }
+
+    fn name(&self) -> &str {
+        "virtio-rng"
+    }
+
+    fn queue_max_sizes(&self) -> Vec<u16> {
+        vec![QUEUE_SIZE]
+    }
+
+    fn features(&self) -> u64 {
+        features::RING_INDIRECT_DESC | features::RING_EVENT_IDX
+    }
+
+    fn read_config(&self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+
+    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
+        let Activation {
+            memory,
+            mut queues,
+            interrupt,
+            ..
+        } = activation;
+        let Some(ready) = queues.pop().filter(|q| q.index == 0) else {
+            return Err(ActivateError::MissingQueue(0));
+        };
+        let mut queue = ready.queue;
+        let mut buffer = vec![0u8; MAX_BYTES_PER_REQUEST];
+        let worker = Worker::spawn("virtio-rng", vec![ready.doorbell], move |_| {
+            serve_queue(&mut queue, 0, &memory, &interrupt, |chain| {
+                let writable: Vec<_> = chain.segments.iter().copied().filter(|s| s.writable).collect();
+                let want = (chain.writable_len() as usize).min(MAX_BYTES_PER_REQUEST);
+                if let Err(e) = fill_random(&mut buffer[..want]) {
+                    log::warn!("virtio-rng: getrandom failed: {e}");
+                    return Ok(0);
+                }
+                match SegmentCursor::new(&writable).write(&memory, &buffer[..want]) {
+                    Ok(written) => Ok(written as u32),
+                    Err(e) => {
+                        log::debug!("virtio-rng: {e}");
+                        Ok(0)
+                    }
+                }
+            })
+        })?;
+        self.worker = Some(worker);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            worker.stop();
+        }
+    }
+}
+
+/// Fills `buf` from the kernel's random pool (getrandom(2), no flags: blocks only before the
+/// pool is initialised at boot).
+fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: the pointer and length describe `rest`, a live, writable byte slice.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
