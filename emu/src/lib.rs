@@ -20,6 +20,8 @@ pub mod bus;
 pub mod config;
 pub mod devices;
 pub mod doorbell;
+#[cfg(any(test, feature = "harness"))]
+pub mod harness;
 pub mod host;
 pub mod hypervisor;
 pub mod interrupt;

@@ -131,6 +131,12 @@ pub struct KvmIrqLine {
     gsi: u32,
 }
 
+impl KvmIrqLine {
+    pub fn new(vm: Arc<VmFd>, gsi: u32) -> Self {
+        Self { vm, gsi }
+    }
+}
+
 impl InterruptLine for KvmIrqLine {
     fn set_level(&self, high: bool) {
         if let Err(e) = self.vm.set_irq_line(self.gsi, high) {

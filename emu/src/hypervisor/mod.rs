@@ -2,6 +2,7 @@
 //! recovery from emulation failures. Device code never calls KVM directly.
 
 pub mod emulation;
+pub mod kvm_irq;
 pub mod kvm_stats;
 pub mod kvm_vm;
 pub mod run_control;

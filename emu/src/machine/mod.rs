@@ -4,6 +4,7 @@
 pub mod builder;
 pub mod console;
 pub mod events;
+pub mod pci_devices;
 pub mod runner;
 mod vm;
 

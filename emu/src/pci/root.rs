@@ -11,7 +11,7 @@ use crate::arch::x86_64::pci_acpi::intx_gsi;
 use crate::bus::{Bus, BusDevice, BusError};
 use crate::interrupt::SharedLine;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Slots on the root bus.
 pub const SLOTS: u8 = 32;
@@ -311,14 +311,18 @@ impl PciDevice for HostBridge {
 }
 
 /// Configuration mechanism #1: the address register at 0xcf8 and the data window at 0xcfc.
+/// It refers to the root weakly: the root owns the buses this sits on.
 pub struct ConfigPorts {
-    root: Arc<PciRoot>,
+    root: Weak<PciRoot>,
     address: u32,
 }
 
 impl ConfigPorts {
-    pub fn new(root: Arc<PciRoot>) -> Self {
-        Self { root, address: 0 }
+    pub fn new(root: &Arc<PciRoot>) -> Self {
+        Self {
+            root: Arc::downgrade(root),
+            address: 0,
+        }
     }
 
     /// The function and register the address register selects, if enabled.
@@ -344,9 +348,11 @@ impl BusDevice for ConfigPorts {
                     *byte = bytes.get(offset as usize + i).copied().unwrap_or(0xff);
                 }
             }
-            _ => match self.target(offset - 4) {
-                Some((address, register)) => self.root.config_read(address, register, data),
-                None => data.fill(0xff),
+            _ => match (self.target(offset - 4), self.root.upgrade()) {
+                (Some((address, register)), Some(root)) => {
+                    root.config_read(address, register, data)
+                }
+                _ => data.fill(0xff),
             },
         }
     }
@@ -358,8 +364,10 @@ impl BusDevice for ConfigPorts {
             0 if data.len() == 4 => self.address = crate::bus::read_le(data) as u32,
             0..=3 => {}
             _ => {
-                if let Some((address, register)) = self.target(offset - 4) {
-                    self.root.config_write(address, register, data);
+                if let (Some((address, register)), Some(root)) =
+                    (self.target(offset - 4), self.root.upgrade())
+                {
+                    root.config_write(address, register, data);
                 }
             }
         }
@@ -368,12 +376,14 @@ impl BusDevice for ConfigPorts {
 
 /// The ECAM window: 4 KiB of configuration space per function, 1 MiB per bus.
 pub struct Ecam {
-    root: Arc<PciRoot>,
+    root: Weak<PciRoot>,
 }
 
 impl Ecam {
-    pub fn new(root: Arc<PciRoot>) -> Self {
-        Self { root }
+    pub fn new(root: &Arc<PciRoot>) -> Self {
+        Self {
+            root: Arc::downgrade(root),
+        }
     }
 
     fn target(offset: u64) -> (PciAddress, usize) {
@@ -391,11 +401,16 @@ impl Ecam {
 impl BusDevice for Ecam {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         let (address, register) = Self::target(offset);
-        self.root.config_read(address, register, data);
+        match self.root.upgrade() {
+            Some(root) => root.config_read(address, register, data),
+            None => data.fill(0xff),
+        }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         let (address, register) = Self::target(offset);
-        self.root.config_write(address, register, data);
+        if let Some(root) = self.root.upgrade() {
+            root.config_write(address, register, data);
+        }
     }
 }

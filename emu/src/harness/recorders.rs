@@ -1,0 +1,126 @@
+//! Interrupt recorders: what the harness puts where KVM's irqchip would be. MSI messages and
+//! INTx levels are recorded so tests can wait for them.
+
+use crate::interrupt::{InterruptLine, MsiController, MsiMessage, MsiVector, SharedLine};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Records every MSI message sent, in order.
+#[derive(Default)]
+pub struct MsiRecorder {
+    log: Arc<MsiLog>,
+}
+
+#[derive(Default)]
+struct MsiLog {
+    sent: Mutex<Vec<MsiMessage>>,
+    changed: Condvar,
+}
+
+impl MsiRecorder {
+    /// Every message sent so far.
+    pub fn sent(&self) -> Vec<MsiMessage> {
+        self.log.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many messages with `data` were sent.
+    pub fn count(&self, data: u32) -> usize {
+        self.sent().iter().filter(|m| m.data == data).count()
+    }
+
+    /// Waits until at least `n` messages with `data` were sent; false on timeout.
+    pub fn wait_count(&self, data: u32, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut sent = self.log.sent.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if sent.iter().filter(|m| m.data == data).count() >= n {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            sent = self
+                .log
+                .changed
+                .wait_timeout(sent, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl MsiController for MsiRecorder {
+    fn allocate_vectors(&self, count: usize) -> Result<Vec<Arc<dyn MsiVector>>, String> {
+        Ok((0..count)
+            .map(|_| {
+                Arc::new(RecordedVector {
+                    log: self.log.clone(),
+                    message: Mutex::new(MsiMessage::default()),
+                }) as Arc<dyn MsiVector>
+            })
+            .collect())
+    }
+}
+
+struct RecordedVector {
+    log: Arc<MsiLog>,
+    message: Mutex<MsiMessage>,
+}
+
+impl MsiVector for RecordedVector {
+    fn configure(&self, message: MsiMessage) {
+        *self.message.lock().unwrap_or_else(|e| e.into_inner()) = message;
+    }
+
+    fn trigger(&self) {
+        let message = *self.message.lock().unwrap_or_else(|e| e.into_inner());
+        self.log
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message);
+        self.log.changed.notify_all();
+    }
+}
+
+/// Records the level of every INTx line.
+#[derive(Default)]
+pub struct IntxRecorder {
+    levels: Arc<Mutex<BTreeMap<u32, bool>>>,
+}
+
+impl IntxRecorder {
+    /// The line for `gsi`.
+    pub fn line(&self, gsi: u32) -> SharedLine {
+        Arc::new(RecordedLine {
+            gsi,
+            levels: self.levels.clone(),
+        })
+    }
+
+    /// Whether `gsi` is high now.
+    pub fn level(&self, gsi: u32) -> bool {
+        self.levels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&gsi)
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+struct RecordedLine {
+    gsi: u32,
+    levels: Arc<Mutex<BTreeMap<u32, bool>>>,
+}
+
+impl InterruptLine for RecordedLine {
+    fn set_level(&self, high: bool) {
+        self.levels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.gsi, high);
+    }
+}
