@@ -28,6 +28,6 @@ pub mod interrupt;
 pub mod machine;
 pub mod memory;
 pub mod pci;
-pub mod virtio;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod virtio;

@@ -36,32 +36,50 @@ impl<'h> PciFunction<'h> {
     }
 
     pub fn read8(&self, register: usize) -> u8 {
-        self.harness.outl(ports::PCI_CONFIG_ADDRESS as u16, cf8(self.address, register));
+        self.harness.outl(
+            ports::PCI_CONFIG_ADDRESS as u16,
+            cf8(self.address, register),
+        );
         self.harness.inb(0xcfc + (register & 3) as u16)
     }
 
     pub fn read16(&self, register: usize) -> u16 {
-        self.harness.outl(ports::PCI_CONFIG_ADDRESS as u16, cf8(self.address, register));
+        self.harness.outl(
+            ports::PCI_CONFIG_ADDRESS as u16,
+            cf8(self.address, register),
+        );
         self.harness.inw(0xcfc + (register & 2) as u16)
     }
 
     pub fn read32(&self, register: usize) -> u32 {
-        self.harness.outl(ports::PCI_CONFIG_ADDRESS as u16, cf8(self.address, register));
+        self.harness.outl(
+            ports::PCI_CONFIG_ADDRESS as u16,
+            cf8(self.address, register),
+        );
         self.harness.inl(0xcfc)
     }
 
     pub fn write8(&self, register: usize, value: u8) {
-        self.harness.outl(ports::PCI_CONFIG_ADDRESS as u16, cf8(self.address, register));
+        self.harness.outl(
+            ports::PCI_CONFIG_ADDRESS as u16,
+            cf8(self.address, register),
+        );
         self.harness.outb(0xcfc + (register & 3) as u16, value);
     }
 
     pub fn write16(&self, register: usize, value: u16) {
-        self.harness.outl(ports::PCI_CONFIG_ADDRESS as u16, cf8(self.address, register));
+        self.harness.outl(
+            ports::PCI_CONFIG_ADDRESS as u16,
+            cf8(self.address, register),
+        );
         self.harness.outw(0xcfc + (register & 2) as u16, value);
     }
 
     pub fn write32(&self, register: usize, value: u32) {
-        self.harness.outl(ports::PCI_CONFIG_ADDRESS as u16, cf8(self.address, register));
+        self.harness.outl(
+            ports::PCI_CONFIG_ADDRESS as u16,
+            cf8(self.address, register),
+        );
         self.harness.outl(0xcfc, value);
     }
 
@@ -136,7 +154,10 @@ impl<'h> PciFunction<'h> {
     /// Turns on memory decoding and bus mastering, as a driver's probe does.
     pub fn enable(&self) {
         let command = self.read16(config_space::COMMAND);
-        self.write16(config_space::COMMAND, command | COMMAND_MEMORY | COMMAND_BUS_MASTER);
+        self.write16(
+            config_space::COMMAND,
+            command | COMMAND_MEMORY | COMMAND_BUS_MASTER,
+        );
     }
 }
 

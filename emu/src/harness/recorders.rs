@@ -21,7 +21,11 @@ struct MsiLog {
 impl MsiRecorder {
     /// Every message sent so far.
     pub fn sent(&self) -> Vec<MsiMessage> {
-        self.log.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.log
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// How many messages with `data` were sent.

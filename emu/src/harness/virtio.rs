@@ -100,7 +100,9 @@ impl<'h> VirtioDriver<'h> {
             let cfg_type = function.read8(cap + 3);
             let bar = usize::from(function.read8(cap + 4));
             let offset = u64::from(function.read32(cap + 8));
-            let (base, _) = function.memory_bar(bar).expect("virtio capability names a memory BAR");
+            let (base, _) = function
+                .memory_bar(bar)
+                .expect("virtio capability names a memory BAR");
             if usize::from(cfg_type) < regions.len() && regions[usize::from(cfg_type)] == 0 {
                 regions[usize::from(cfg_type)] = base + offset;
             }
@@ -136,7 +138,8 @@ impl<'h> VirtioDriver<'h> {
     }
 
     pub fn set_status(&self, value: u8) {
-        self.harness.writeb(self.common + common::DEVICE_STATUS, value)
+        self.harness
+            .writeb(self.common + common::DEVICE_STATUS, value)
     }
 
     pub fn reset(&mut self) {
@@ -198,7 +201,8 @@ impl<'h> VirtioDriver<'h> {
     }
 
     pub fn set_config_vector(&self, vector: u16) -> u16 {
-        self.harness.writew(self.common + common::CONFIG_MSIX_VECTOR, vector);
+        self.harness
+            .writew(self.common + common::CONFIG_MSIX_VECTOR, vector);
         self.harness.readw(self.common + common::CONFIG_MSIX_VECTOR)
     }
 
@@ -247,7 +251,10 @@ impl<'h> VirtioDriver<'h> {
         h.writew(self.common + common::QUEUE_SIZE, size);
         h.writeq(self.common + common::QUEUE_DESC, desc.0);
         h.writel(self.common + common::QUEUE_DRIVER, avail.0 as u32);
-        h.writel(self.common + common::QUEUE_DRIVER + 4, (avail.0 >> 32) as u32);
+        h.writel(
+            self.common + common::QUEUE_DRIVER + 4,
+            (avail.0 >> 32) as u32,
+        );
         h.writeq(self.common + common::QUEUE_DEVICE, used.0);
         h.writew(self.common + common::QUEUE_MSIX_VECTOR, vector);
         h.writew(self.common + common::QUEUE_ENABLE, 1);
@@ -369,7 +376,11 @@ impl<'h> VirtioDriver<'h> {
 
     /// Writes the available ring's index as given (tests use it to claim too many entries).
     pub fn set_avail_idx(&self, index: u16, idx: u16) {
-        let queue = self.queues.iter().find(|q| q.index == index).expect("queue");
+        let queue = self
+            .queues
+            .iter()
+            .find(|q| q.index == index)
+            .expect("queue");
         self.harness
             .write_mem(GuestAddress(queue.avail.0 + 2), &idx.to_le_bytes());
     }
@@ -382,7 +393,11 @@ impl<'h> VirtioDriver<'h> {
 
     /// The used ring's index as the device last wrote it.
     pub fn used_idx(&self, index: u16) -> u16 {
-        let queue = self.queues.iter().find(|q| q.index == index).expect("queue");
+        let queue = self
+            .queues
+            .iter()
+            .find(|q| q.index == index)
+            .expect("queue");
         let raw = self.harness.read_mem(GuestAddress(queue.used.0 + 2), 2);
         u16::from_le_bytes([raw[0], raw[1]])
     }
@@ -443,13 +458,21 @@ impl<'h> VirtioDriver<'h> {
     /// Writes `used_event` in the available ring (EVENT_IDX): interrupt me when the used
     /// index passes `value`.
     pub fn set_used_event(&self, index: u16, value: u16) {
-        let queue = self.queues.iter().find(|q| q.index == index).expect("queue");
+        let queue = self
+            .queues
+            .iter()
+            .find(|q| q.index == index)
+            .expect("queue");
         let at = queue.avail.0 + 4 + 2 * u64::from(queue.size);
-        self.harness.write_mem(GuestAddress(at), &value.to_le_bytes());
+        self.harness
+            .write_mem(GuestAddress(at), &value.to_le_bytes());
     }
 
     /// Reads a little-endian value from guest memory.
     pub fn read_u8(&self, address: GuestAddress) -> u8 {
-        self.harness.memory.read_obj(address).expect("guest address")
+        self.harness
+            .memory
+            .read_obj(address)
+            .expect("guest address")
     }
 }

@@ -121,8 +121,17 @@ impl ConfigSpace {
     }
 
     /// Declares BAR `index`. A 64-bit BAR also takes slot `index + 1`.
-    pub fn add_bar(&mut self, index: usize, kind: BarKind, size: u64) -> Result<(), ConfigSpaceError> {
-        let slots = if matches!(kind, BarKind::Memory64 { .. }) { 2 } else { 1 };
+    pub fn add_bar(
+        &mut self,
+        index: usize,
+        kind: BarKind,
+        size: u64,
+    ) -> Result<(), ConfigSpaceError> {
+        let slots = if matches!(kind, BarKind::Memory64 { .. }) {
+            2
+        } else {
+            1
+        };
         if index + slots > BAR_COUNT || (index..index + slots).any(|i| self.slot_taken(i)) {
             return Err(ConfigSpaceError::BarSlot(index));
         }
@@ -158,7 +167,8 @@ impl ConfigSpace {
 
     fn slot_taken(&self, slot: usize) -> bool {
         self.bars.iter().flatten().any(|bar| {
-            bar.index == slot || (matches!(bar.kind, BarKind::Memory64 { .. }) && bar.index + 1 == slot)
+            bar.index == slot
+                || (matches!(bar.kind, BarKind::Memory64 { .. }) && bar.index + 1 == slot)
         })
     }
 
@@ -382,7 +392,13 @@ mod tests {
     fn sizing_a_64_bit_bar() {
         let mut space = ConfigSpace::new(&header());
         space
-            .add_bar(0, BarKind::Memory64 { prefetchable: false }, 0x8000)
+            .add_bar(
+                0,
+                BarKind::Memory64 {
+                    prefetchable: false,
+                },
+                0x8000,
+            )
             .unwrap();
         space.set_bar_address(0, 0xc000_0000);
         assert_eq!(read32(&space, BAR0), 0xc000_0004);
@@ -421,7 +437,13 @@ mod tests {
             Err(ConfigSpaceError::BarSize(0x1001))
         );
         space
-            .add_bar(0, BarKind::Memory64 { prefetchable: false }, 0x1000)
+            .add_bar(
+                0,
+                BarKind::Memory64 {
+                    prefetchable: false,
+                },
+                0x1000,
+            )
             .unwrap();
         assert_eq!(
             space.add_bar(1, BarKind::Memory32, 0x1000),
@@ -432,7 +454,9 @@ mod tests {
     #[test]
     fn capabilities_form_a_list() {
         let mut space = ConfigSpace::new(&header());
-        let first = space.add_capability(CAP_ID_VENDOR, &[14, 1, 2], &[0; 3]).unwrap();
+        let first = space
+            .add_capability(CAP_ID_VENDOR, &[14, 1, 2], &[0; 3])
+            .unwrap();
         let second = space
             .add_capability(CAP_ID_MSIX, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[0, 0xc0])
             .unwrap();

@@ -44,6 +44,10 @@ pub struct PciAddress {
 
 impl std::fmt::Display for PciAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "0000:{:02x}:{:02x}.{}", self.bus, self.device, self.function)
+        write!(
+            f,
+            "0000:{:02x}:{:02x}.{}",
+            self.bus, self.device, self.function
+        )
     }
 }

@@ -143,13 +143,17 @@ impl Msix {
                 .ok()
                 .filter(|&index| index < self.entries.len())
             else {
-                log::debug!("MSI-X table write past its {} entries ignored", self.entries.len());
+                log::debug!(
+                    "MSI-X table write past its {} entries ignored",
+                    self.entries.len()
+                );
                 return;
             };
             let word = ((at % ENTRY_SIZE) / 4) as usize;
             let shift = 8 * (at % 4);
             let entry = &mut self.entries[index];
-            entry.words[word] = (entry.words[word] & !(0xff << shift)) | (u32::from(value) << shift);
+            entry.words[word] =
+                (entry.words[word] & !(0xff << shift)) | (u32::from(value) << shift);
             if touched.last() != Some(&index) {
                 touched.push(index);
             }

@@ -93,7 +93,11 @@ impl PciRoot {
     /// would, maps the BARs and wires its interrupt pin.
     pub fn add_device(&self, device: SharedPciDevice) -> Result<PciAddress, PciError> {
         let mut state = self.lock();
-        let name = device.lock().unwrap_or_else(|e| e.into_inner()).name().to_string();
+        let name = device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .name()
+            .to_string();
         let slot = (1..SLOTS)
             .find(|s| !state.slots.contains_key(s))
             .ok_or_else(|| PciError::NoSlot(name.clone()))?;
@@ -107,13 +111,19 @@ impl PciRoot {
                     _ => (&mut state.mmio_space, "MMIO", config_space::COMMAND_MEMORY),
                 };
                 // Memory BARs get at least a page so each sits alone in its pages.
-                let align = if bar.kind == BarKind::Io { bar.size } else { bar.size.max(4096) };
-                let base = space.allocate(bar.size, align).ok_or_else(|| PciError::NoBarSpace {
-                    device: name.clone(),
-                    bar: bar.index,
-                    size: bar.size,
-                    window,
-                })?;
+                let align = if bar.kind == BarKind::Io {
+                    bar.size
+                } else {
+                    bar.size.max(4096)
+                };
+                let base = space
+                    .allocate(bar.size, align)
+                    .ok_or_else(|| PciError::NoBarSpace {
+                        device: name.clone(),
+                        bar: bar.index,
+                        size: bar.size,
+                        window,
+                    })?;
                 dev.config_mut().set_bar_address(bar.index, base);
                 command |= enable;
             }
@@ -335,7 +345,10 @@ impl ConfigPorts {
             device: ((self.address >> 11) & 0x1f) as u8,
             function: ((self.address >> 8) & 0x7) as u8,
         };
-        Some((address, (self.address & 0xfc) as usize + data_offset as usize))
+        Some((
+            address,
+            (self.address & 0xfc) as usize + data_offset as usize,
+        ))
     }
 }
 

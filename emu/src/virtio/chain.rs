@@ -190,9 +190,15 @@ mod tests {
         assert_eq!(cursor.write(&mem, b"abcdefghij").unwrap(), 8);
         assert_eq!(cursor.remaining(), 0);
         let mut out = [0u8; 8];
-        assert_eq!(SegmentCursor::new(&segments).read(&mem, &mut out).unwrap(), 8);
+        assert_eq!(
+            SegmentCursor::new(&segments).read(&mem, &mut out).unwrap(),
+            8
+        );
         assert_eq!(&out, b"abcdefgh");
-        assert_eq!(mem.read_obj::<[u8; 3]>(GuestAddress(0x100)).unwrap(), *b"abc");
+        assert_eq!(
+            mem.read_obj::<[u8; 3]>(GuestAddress(0x100)).unwrap(),
+            *b"abc"
+        );
     }
 
     #[test]
@@ -202,16 +208,23 @@ mod tests {
         let mut cursor = SegmentCursor::new(&segments);
         cursor.write(&mem, b"ab").unwrap();
         cursor.write(&mem, b"cd").unwrap();
-        assert_eq!(mem.read_obj::<[u8; 4]>(GuestAddress(0x100)).unwrap(), *b"abcd");
+        assert_eq!(
+            mem.read_obj::<[u8; 4]>(GuestAddress(0x100)).unwrap(),
+            *b"abcd"
+        );
     }
 
     #[test]
     fn buffers_outside_memory_are_refused() {
         let mem = memory();
         let segments = [seg(0xfff0, 0x20)];
-        let err = SegmentCursor::new(&segments).write(&mem, &[1; 0x20]).unwrap_err();
+        let err = SegmentCursor::new(&segments)
+            .write(&mem, &[1; 0x20])
+            .unwrap_err();
         assert_eq!(err.address, 0xfff0);
         let segments = [seg(u64::MAX - 1, 4)];
-        assert!(SegmentCursor::new(&segments).read(&mem, &mut [0; 4]).is_err());
+        assert!(SegmentCursor::new(&segments)
+            .read(&mem, &mut [0; 4])
+            .is_err());
     }
 }

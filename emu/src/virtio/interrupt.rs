@@ -82,8 +82,8 @@ impl VirtioInterrupt {
     }
 
     fn update_intx(&self) {
-        let asserted = self.isr.load(Ordering::Acquire) != 0
-            && !self.intx_disabled.load(Ordering::Acquire);
+        let asserted =
+            self.isr.load(Ordering::Acquire) != 0 && !self.intx_disabled.load(Ordering::Acquire);
         if let Some(line) = self.intx.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             line.set_level(asserted);
         }
@@ -124,7 +124,12 @@ impl VirtioInterrupt {
 
     /// Whether `vector` exists in the MSI-X table (the transport answers NO_VECTOR otherwise).
     pub fn vector_exists(&self, vector: u16) -> bool {
-        usize::from(vector) < self.msix.lock().unwrap_or_else(|e| e.into_inner()).vector_count()
+        usize::from(vector)
+            < self
+                .msix
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .vector_count()
     }
 
     /// Device reset: vectors back to none, ISR cleared, INTx low.

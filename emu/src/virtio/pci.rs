@@ -156,7 +156,13 @@ impl VirtioPciDevice {
             subsystem_id: 0x1100,
             interrupt_pin: 1,
         });
-        config.add_bar(BAR_INDEX, BarKind::Memory64 { prefetchable: false }, BAR_SIZE)?;
+        config.add_bar(
+            BAR_INDEX,
+            BarKind::Memory64 {
+                prefetchable: false,
+            },
+            BAR_SIZE,
+        )?;
         let queue_count = max_sizes.len();
         let notify_len = queue_count as u32 * NOTIFY_MULTIPLIER;
         for (cfg_type, offset, len) in [
@@ -164,7 +170,11 @@ impl VirtioPciDevice {
             (cap_type::ISR, ISR_OFFSET, ISR_LEN as u32),
             (cap_type::DEVICE, DEVICE_OFFSET, DEVICE_LEN as u32),
         ] {
-            config.add_capability(CAP_ID_VENDOR, &virtio_cap(cfg_type, offset as u32, len, 16), &[])?;
+            config.add_capability(
+                CAP_ID_VENDOR,
+                &virtio_cap(cfg_type, offset as u32, len, 16),
+                &[],
+            )?;
         }
         let mut notify = virtio_cap(cap_type::NOTIFY, NOTIFY_OFFSET as u32, notify_len, 20);
         notify.extend_from_slice(&NOTIFY_MULTIPLIER.to_le_bytes());
@@ -181,13 +191,21 @@ impl VirtioPciDevice {
             .allocate_vectors((queue_count + 1).min(MAX_VECTORS))
             .map_err(TransportError::Msi)?;
         let msix = Msix::new(vectors);
-        let (body, mask) =
-            msix.capability(BAR_INDEX as u8, MSIX_TABLE_OFFSET as u32, BAR_INDEX as u8, MSIX_PBA_OFFSET as u32);
+        let (body, mask) = msix.capability(
+            BAR_INDEX as u8,
+            MSIX_TABLE_OFFSET as u32,
+            BAR_INDEX as u8,
+            MSIX_PBA_OFFSET as u32,
+        );
         let msix_cap = config.add_capability(CAP_ID_MSIX, &body, &mask)?;
         let msix = Arc::new(Mutex::new(msix));
 
         let status = Arc::new(AtomicU8::new(0));
-        let interrupt = Arc::new(VirtioInterrupt::new(msix.clone(), queue_count, status.clone()));
+        let interrupt = Arc::new(VirtioInterrupt::new(
+            msix.clone(),
+            queue_count,
+            status.clone(),
+        ));
         let doorbells = (0..queue_count)
             .map(|_| EventFd::new(libc::EFD_NONBLOCK))
             .collect::<Result<Vec<_>, _>>()?;
@@ -231,23 +249,38 @@ impl VirtioPciDevice {
         let mut put = |offset: u64, bytes: &[u8]| {
             image[offset as usize..offset as usize + bytes.len()].copy_from_slice(bytes)
         };
-        put(common::DEVICE_FEATURE_SELECT, &self.device_feature_select.to_le_bytes());
+        put(
+            common::DEVICE_FEATURE_SELECT,
+            &self.device_feature_select.to_le_bytes(),
+        );
         let features = match self.device_feature_select {
             0 => self.device_features as u32,
             1 => (self.device_features >> 32) as u32,
             _ => 0,
         };
         put(common::DEVICE_FEATURE, &features.to_le_bytes());
-        put(common::DRIVER_FEATURE_SELECT, &self.driver_feature_select.to_le_bytes());
+        put(
+            common::DRIVER_FEATURE_SELECT,
+            &self.driver_feature_select.to_le_bytes(),
+        );
         let driver = match self.driver_feature_select {
             0 => self.driver_features as u32,
             1 => (self.driver_features >> 32) as u32,
             _ => 0,
         };
         put(common::DRIVER_FEATURE, &driver.to_le_bytes());
-        put(common::CONFIG_MSIX_VECTOR, &self.interrupt.config_vector().to_le_bytes());
-        put(common::NUM_QUEUES, &(self.queues.len() as u16).to_le_bytes());
-        put(common::DEVICE_STATUS, &[self.status.load(Ordering::Acquire)]);
+        put(
+            common::CONFIG_MSIX_VECTOR,
+            &self.interrupt.config_vector().to_le_bytes(),
+        );
+        put(
+            common::NUM_QUEUES,
+            &(self.queues.len() as u16).to_le_bytes(),
+        );
+        put(
+            common::DEVICE_STATUS,
+            &[self.status.load(Ordering::Acquire)],
+        );
         put(common::CONFIG_GENERATION, &[self.config_generation]);
         put(common::QUEUE_SELECT, &self.queue_select.to_le_bytes());
         if let Some(queue) = self.queues.get(usize::from(self.queue_select)) {
@@ -256,7 +289,10 @@ impl VirtioPciDevice {
                 common::QUEUE_MSIX_VECTOR,
                 &self.interrupt.queue_vector(self.queue_select).to_le_bytes(),
             );
-            put(common::QUEUE_ENABLE, &u16::from(queue.enabled).to_le_bytes());
+            put(
+                common::QUEUE_ENABLE,
+                &u16::from(queue.enabled).to_le_bytes(),
+            );
             put(common::QUEUE_NOTIFY_OFF, &self.queue_select.to_le_bytes());
             put(common::QUEUE_DESC, &queue.desc.to_le_bytes());
             put(common::QUEUE_DRIVER, &queue.driver.to_le_bytes());
@@ -304,7 +340,9 @@ impl VirtioPciDevice {
                     }
                 }
             }
-            (common::QUEUE_DESC..=0x37, 4 | 8) => self.write_queue_address(offset, data.len(), value),
+            (common::QUEUE_DESC..=0x37, 4 | 8) => {
+                self.write_queue_address(offset, data.len(), value)
+            }
             _ => log::debug!(
                 "{}: ignored {}-byte write of {value:#x} at common config {offset:#x}",
                 self.name,
@@ -396,7 +434,11 @@ impl VirtioPciDevice {
                 match self.device.activate(activation) {
                     Ok(()) => {
                         self.active = true;
-                        log::debug!("{}: activated, features {:#x}", self.name, self.driver_features);
+                        log::debug!(
+                            "{}: activated, features {:#x}",
+                            self.name,
+                            self.driver_features
+                        );
                     }
                     Err(e) => {
                         log::warn!("{}: cannot start: {e}", self.name);
@@ -419,7 +461,8 @@ impl VirtioPciDevice {
             if !regs.enabled {
                 continue;
             }
-            let mut queue = Queue::new(regs.max_size).map_err(|e| format!("queue {index}: {e:?}"))?;
+            let mut queue =
+                Queue::new(regs.max_size).map_err(|e| format!("queue {index}: {e:?}"))?;
             queue
                 .try_set_size(regs.size)
                 .map_err(|e| format!("queue {index}: size {}: {e:?}", regs.size))?;
@@ -439,7 +482,9 @@ impl VirtioPciDevice {
             ready.push(ReadyQueue {
                 index: index as u16,
                 queue,
-                doorbell: self.doorbells[index].try_clone().map_err(|e| e.to_string())?,
+                doorbell: self.doorbells[index]
+                    .try_clone()
+                    .map_err(|e| e.to_string())?,
             });
         }
         Ok(ready)
@@ -485,7 +530,9 @@ impl VirtioPciDevice {
         let bar = self.config.u8_at(cap + 4);
         let offset = u64::from(self.config.u32_at(cap + 8));
         let len = self.config.u32_at(cap + 12) as usize;
-        (usize::from(bar) == BAR_INDEX && matches!(len, 1 | 2 | 4) && offset + len as u64 <= BAR_SIZE)
+        (usize::from(bar) == BAR_INDEX
+            && matches!(len, 1 | 2 | 4)
+            && offset + len as u64 <= BAR_SIZE)
             .then_some((offset, len))
     }
 }
@@ -537,10 +584,14 @@ impl PciDevice for VirtioPciDevice {
         let touches = |start: usize, end: usize| offset < end && offset + len > start;
         if touches(self.msix_cap + 2, self.msix_cap + 4) {
             let control = self.config.u16_at(self.msix_cap + 2);
-            self.msix.lock().unwrap_or_else(|e| e.into_inner()).set_control(control);
+            self.msix
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_control(control);
         }
         if touches(config_space::COMMAND, config_space::COMMAND + 2) {
-            self.interrupt.set_intx_disabled(self.config.intx_disabled());
+            self.interrupt
+                .set_intx_disabled(self.config.intx_disabled());
         }
         let window = self.pci_cfg_cap + 18;
         if offset == window {
@@ -598,7 +649,10 @@ impl PciDevice for VirtioPciDevice {
                             log::warn!("{}: doorbell {index}: {e}", self.name);
                         }
                     }
-                    None => log::debug!("{}: notify of queue {index}, which does not exist", self.name),
+                    None => log::debug!(
+                        "{}: notify of queue {index}, which does not exist",
+                        self.name
+                    ),
                 }
             }
             o if (MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET).contains(&o) => self

@@ -23,7 +23,11 @@ where
     let mut used_any = false;
     loop {
         if let Err(e) = queue.disable_notification(memory) {
-            return fault(interrupt, index, format!("cannot update the used ring flags: {e:?}"));
+            return fault(
+                interrupt,
+                index,
+                format!("cannot update the used ring flags: {e:?}"),
+            );
         }
         let chains: Vec<_> = match queue.iter(memory) {
             Ok(iter) => iter.collect(),
@@ -36,21 +40,37 @@ where
                 Err(e) => return fault(interrupt, index, e.to_string()),
             };
             if let Err(e) = queue.add_used(memory, head, written) {
-                return fault(interrupt, index, format!("cannot return chain {head}: {e:?}"));
+                return fault(
+                    interrupt,
+                    index,
+                    format!("cannot return chain {head}: {e:?}"),
+                );
             }
             used_any = true;
         }
         match queue.enable_notification(memory) {
             Ok(true) => continue,
             Ok(false) => break,
-            Err(e) => return fault(interrupt, index, format!("cannot re-enable notifications: {e:?}")),
+            Err(e) => {
+                return fault(
+                    interrupt,
+                    index,
+                    format!("cannot re-enable notifications: {e:?}"),
+                )
+            }
         }
     }
     if used_any {
         match queue.needs_notification(memory) {
             Ok(true) => interrupt.signal_queue(index),
             Ok(false) => {}
-            Err(e) => return fault(interrupt, index, format!("cannot read the used event: {e:?}")),
+            Err(e) => {
+                return fault(
+                    interrupt,
+                    index,
+                    format!("cannot read the used event: {e:?}"),
+                )
+            }
         }
     }
     true

@@ -169,3 +169,6 @@ impl VirtioDevice for Block {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

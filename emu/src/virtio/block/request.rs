@@ -52,10 +52,17 @@ pub struct RequestContext<'a> {
 
 /// Runs the request in `chain` and writes its status. Returns the bytes written into the
 /// chain (data plus status). Fails only when the chain has no usable status byte.
-pub fn execute(chain: &Chain, memory: &GuestMemoryMmap, ctx: &mut RequestContext) -> Result<u32, ChainError> {
+pub fn execute(
+    chain: &Chain,
+    memory: &GuestMemoryMmap,
+    ctx: &mut RequestContext,
+) -> Result<u32, ChainError> {
     let no_status = ChainError::Malformed(chain.head);
     let Some(last) = chain.segments.last().filter(|s| s.writable && s.len > 0) else {
-        log::debug!("virtio-blk: chain {} has no writable status byte", chain.head);
+        log::debug!(
+            "virtio-blk: chain {} has no writable status byte",
+            chain.head
+        );
         return Err(no_status);
     };
     let status_address = last
@@ -71,7 +78,10 @@ pub fn execute(chain: &Chain, memory: &GuestMemoryMmap, ctx: &mut RequestContext
     }
     let (status, written) = run(&body, memory, ctx);
     if memory.write_obj(status, status_address).is_err() {
-        log::debug!("virtio-blk: status byte at {:#x} is outside guest memory", status_address.0);
+        log::debug!(
+            "virtio-blk: status byte at {:#x} is outside guest memory",
+            status_address.0
+        );
         return Err(no_status);
     }
     Ok(written + 1)
@@ -230,7 +240,9 @@ fn write_sectors(
     while left > 0 {
         let n = (left as usize).min(CHUNK);
         ctx.buffer.resize(n, 0);
-        let got = input.read(memory, &mut ctx.buffer[..n]).map_err(|e| e.to_string())?;
+        let got = input
+            .read(memory, &mut ctx.buffer[..n])
+            .map_err(|e| e.to_string())?;
         ctx.disk
             .write_at(&ctx.buffer[..got], offset)
             .map_err(|e| format!("host write error: {e}"))?;
@@ -252,9 +264,15 @@ fn ranges(
 ) -> (u8, u32) {
     let discard = request == kind::DISCARD;
     let (max_sectors, max_segments) = if discard {
-        (ctx.limits.max_discard_sectors, ctx.limits.max_discard_segments)
+        (
+            ctx.limits.max_discard_sectors,
+            ctx.limits.max_discard_segments,
+        )
     } else {
-        (ctx.limits.max_write_zeroes_sectors, ctx.limits.max_write_zeroes_segments)
+        (
+            ctx.limits.max_write_zeroes_sectors,
+            ctx.limits.max_write_zeroes_segments,
+        )
     };
     let len = input.remaining();
     if len == 0 || len % RANGE_SEGMENT_LEN != 0 {
@@ -273,7 +291,11 @@ fn ranges(
         let sector = u64::from_le_bytes(sector);
         let sectors = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
         let flags = u32::from_le_bytes([raw[12], raw[13], raw[14], raw[15]]);
-        let unknown_flags = if discard { flags } else { flags & !RANGE_FLAG_UNMAP };
+        let unknown_flags = if discard {
+            flags
+        } else {
+            flags & !RANGE_FLAG_UNMAP
+        };
         if unknown_flags != 0 {
             log::debug!("virtio-blk: range flags {flags:#x} not supported");
             return (status::UNSUPP, 0);
@@ -293,7 +315,10 @@ fn ranges(
                 .write_zeroes(offset, bytes, flags & RANGE_FLAG_UNMAP != 0)
         };
         if let Err(e) = result {
-            log::warn!("virtio-blk: {} at sector {sector}: {e}", if discard { "discard" } else { "write-zeroes" });
+            log::warn!(
+                "virtio-blk: {} at sector {sector}: {e}",
+                if discard { "discard" } else { "write-zeroes" }
+            );
             return (status::IOERR, 0);
         }
     }
