@@ -203,7 +203,7 @@ fn read_sectors(
     memory: &GuestMemoryMmap,
     ctx: &mut RequestContext,
 ) -> Result<u32, (String, u32)> {
-    if len % SECTOR_SIZE != 0 {
+    if !len.is_multiple_of(SECTOR_SIZE) {
         return Err((format!("length {len} is not a whole number of sectors"), 0));
     }
     let mut offset = disk_offset(sector, len, ctx.disk).map_err(|e| (e, 0))?;
@@ -232,7 +232,7 @@ fn write_sectors(
     memory: &GuestMemoryMmap,
     ctx: &mut RequestContext,
 ) -> Result<(), String> {
-    if len % SECTOR_SIZE != 0 {
+    if !len.is_multiple_of(SECTOR_SIZE) {
         return Err(format!("length {len} is not a whole number of sectors"));
     }
     let mut offset = disk_offset(sector, len, ctx.disk)?;
@@ -275,7 +275,7 @@ fn ranges(
         )
     };
     let len = input.remaining();
-    if len == 0 || len % RANGE_SEGMENT_LEN != 0 {
+    if len == 0 || !len.is_multiple_of(RANGE_SEGMENT_LEN) {
         return fail("range list is not a whole number of 16-byte segments");
     }
     if len / RANGE_SEGMENT_LEN > u64::from(max_segments) {

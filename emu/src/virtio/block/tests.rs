@@ -175,7 +175,7 @@ fn enumerates_as_a_modern_virtio_block_device() {
     assert_eq!(f.ecam_read32(0), f.read32(0));
     let (bar, size) = f.memory_bar(0).unwrap();
     assert_eq!(size, 0x8000);
-    assert!(bar >= 0xc000_0000 && bar < 0xe000_0000);
+    assert!((0xc000_0000..0xe000_0000).contains(&bar));
     // INTA is wired, and the interrupt line register says where.
     assert_eq!(f.read8(0x3d), 1);
     assert!(f.read8(0x3c) >= 16);
