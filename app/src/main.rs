@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("cove: error: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }

@@ -15,6 +15,20 @@ pub enum RunError {
     Build(#[from] emu::machine::BuildError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The arguments describe a VM that cannot be (two disks on one file, too many disks).
+    #[error("{0}")]
+    InvalidConfig(String),
+}
+
+impl RunError {
+    /// The exit status for this error: 2 for bad arguments (as for command-line syntax errors),
+    /// 1 for everything else.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::InvalidConfig(_) => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
 }
 
 fn config_from_args(args: &RunArgs) -> VmConfig {
@@ -33,11 +47,15 @@ fn config_from_args(args: &RunArgs) -> VmConfig {
         } else {
             RebootAction::Restart
         },
+        disks: args.disks.clone(),
+        rng: !args.no_rng,
     }
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
-    let mut vm = Vm::new(config_from_args(&args), ConsoleOutput::stdout());
+    let config = config_from_args(&args);
+    config.validate().map_err(RunError::InvalidConfig)?;
+    let mut vm = Vm::new(config, ConsoleOutput::stdout());
     let handle = vm.handle();
     watch_signals(handle.clone())?;
     let stdin = std::io::stdin();
@@ -149,5 +167,73 @@ fn forward_stdin(handle: VmHandle) {
         });
     if let Err(e) = spawned {
         log::warn!("no console input: cannot start the stdin thread: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use emu::config::DiskConfig;
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["cove", "run", "--kernel", "/k"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(run) => Ok(run),
+        }
+    }
+
+    #[test]
+    fn disks_and_rng_reach_the_config() {
+        let config = config_from_args(&run_args(&[]).unwrap());
+        assert!(config.disks.is_empty());
+        assert!(config.rng);
+
+        let args = run_args(&[
+            "--disk",
+            "root.img",
+            "--disk",
+            "data,,1.img,serial=D1,readonly=on",
+            "--no-rng",
+        ])
+        .unwrap();
+        let config = config_from_args(&args);
+        assert_eq!(
+            config.disks,
+            vec![
+                DiskConfig::new("root.img"),
+                DiskConfig {
+                    path: "data,1.img".into(),
+                    read_only: true,
+                    serial: Some("D1".into()),
+                },
+            ]
+        );
+        assert!(!config.rng);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_disk_syntax_is_a_usage_error() {
+        let err = run_args(&["--disk", "a.img,cache=none"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(text.contains("unknown disk option \"cache\""), "{text}");
+    }
+
+    #[test]
+    fn invalid_configs_exit_2() {
+        let args = run_args(&[
+            "--disk",
+            "/nonexistent/a.img",
+            "--disk",
+            "/nonexistent/a.img",
+        ])
+        .unwrap();
+        let err = config_from_args(&args).validate().unwrap_err();
+        assert!(err.contains("given twice"), "{err}");
+        assert_eq!(RunError::InvalidConfig(err).exit_code(), ExitCode::from(2));
     }
 }

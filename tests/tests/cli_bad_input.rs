@@ -170,3 +170,89 @@ fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// A `--disk` value clap rejects: exit status 2 and clap's "invalid value" message carrying
+/// ours. None of these gets as far as opening /dev/kvm.
+fn bad_disk_value(value: &str) -> String {
+    let (code, _, log) = run_cove(&["run", "--kernel", "/bin/true", "--disk", value], T);
+    assert_eq!(code, Some(2), "bad --disk values are usage errors:\n{log}");
+    assert!(!log.contains("panicked"), "cove panicked:\n{log}");
+    assert!(log.contains("invalid value"), "{log}");
+    assert!(log.contains("--disk"), "{log}");
+    log
+}
+
+#[test]
+fn disk_with_unknown_option() {
+    let log = bad_disk_value("/tmp/disk.img,cache=none");
+    assert!(log.contains("unknown disk option \"cache\""), "{log}");
+}
+
+#[test]
+fn disk_with_bad_readonly_value() {
+    let log = bad_disk_value("/tmp/disk.img,readonly=maybe");
+    assert!(log.contains("invalid readonly value \"maybe\""), "{log}");
+}
+
+#[test]
+fn disk_serial_too_long() {
+    let log = bad_disk_value("/tmp/disk.img,serial=ABCDEFGHIJKLMNOPQRSTU");
+    assert!(log.contains("too long: 21 bytes, at most 20"), "{log}");
+}
+
+#[test]
+fn disk_with_empty_path() {
+    let log = bad_disk_value(",readonly=on");
+    assert!(log.contains("disk path is empty"), "{log}");
+    let log = bad_disk_value("");
+    assert!(log.contains("disk path is empty"), "{log}");
+}
+
+#[test]
+fn disk_option_given_twice() {
+    let log = bad_disk_value("/tmp/disk.img,readonly=on,readonly=off");
+    assert!(log.contains("\"readonly\" is given twice"), "{log}");
+}
+
+/// The same file as two disks: a config error after parsing, still exit status 2.
+#[test]
+fn same_disk_file_twice() {
+    let dir = ScratchDir::new("samedisk");
+    let img = dir.path("disk.img");
+    std::fs::write(&img, [0u8; 4096]).unwrap();
+    let img = img.to_str().unwrap();
+    // The same file by another name: through `..` (and read-only, which changes nothing).
+    let dir_name = dir.0.file_name().unwrap().to_str().unwrap();
+    let other = format!("{}/../{dir_name}/disk.img,readonly=on", dir.0.display());
+    let (code, _, log) = run_cove(
+        &[
+            "run",
+            "--kernel",
+            "/bin/true",
+            "--disk",
+            img,
+            "--disk",
+            &other,
+        ],
+        T,
+    );
+    let line = one_error_line(code, &log);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(line.contains("are the same file"), "{line}");
+}
+
+#[test]
+fn too_many_disks() {
+    let values: Vec<String> = (0..17).map(|i| format!("/nonexistent/d{i}.img")).collect();
+    let mut args = vec!["run", "--kernel", "/bin/true"];
+    for v in &values {
+        args.extend(["--disk", v.as_str()]);
+    }
+    let (code, _, log) = run_cove(&args, T);
+    let line = one_error_line(code, &log);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        line.contains("17 disks given; a VM can have at most 16"),
+        "{line}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Command-line syntax of `cove`.
 
 use clap::{Args, Parser, Subcommand};
-use emu::config::{HostProfileChoice, MemorySize};
+use emu::config::{DiskConfig, HostProfileChoice, MemorySize};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -40,6 +40,17 @@ pub struct RunArgs {
     /// Number of vCPUs.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cpus: u8,
+    /// A disk image for the guest, as a virtio-blk device; repeat for more (at most 16).
+    ///
+    /// The guest sees the disks in this order: the first is /dev/vda, the second /dev/vdb.
+    /// Options, in any order: readonly=on|off (also true/false, yes/no, 1/0) and serial=ID
+    /// (1 to 20 printable ASCII characters). A comma that is part of the path is written as
+    /// two commas: --disk 'a,,b.img,readonly=on' is the file a,b.img.
+    #[arg(long = "disk", value_name = "PATH[,readonly=on][,serial=ID]")]
+    pub disks: Vec<DiskConfig>,
+    /// No virtio-rng device (by default the guest gets one, fed from the host's entropy).
+    #[arg(long)]
+    pub no_rng: bool,
     /// Exit when the guest reboots instead of restarting it.
     #[arg(long)]
     pub no_reboot: bool,
