@@ -47,6 +47,7 @@ impl Harness {
         let pci = PciWiring::new(
             &pio,
             &mmio,
+            None,
             Box::new(move |gsi| lines.line(gsi)),
             memory.clone(),
             msi.clone(),

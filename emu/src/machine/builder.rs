@@ -4,14 +4,16 @@
 
 use super::console::ConsoleOutput;
 use super::events::{EventPowerSink, MachineEvent};
+use super::pci_devices::{DeviceError, PciWiring};
 use crate::arch::x86_64::layout::{self, ports};
 use crate::arch::x86_64::{acpi, boot, regs};
 use crate::bus::{Bus, BusError, SharedDevice};
 use crate::config::{BootSource, VmConfig};
 use crate::devices::{acpi_pm, cmos, debug_port, i8042, pit, reset, serial, PowerSink};
 use crate::host::HostProfile;
+use crate::hypervisor::kvm_irq::{KvmDoorbells, KvmMsiController};
 use crate::hypervisor::kvm_stats::KvmStats;
-use crate::hypervisor::kvm_vm::{self, KvmError, KvmVm};
+use crate::hypervisor::kvm_vm::{self, KvmError, KvmIrqLine, KvmVm};
 use crate::hypervisor::vcpu::create_vcpu;
 use crate::interrupt::SharedLine;
 use crate::memory::{self, MemoryError};
@@ -37,6 +39,8 @@ pub enum BuildError {
     Regs(#[from] regs::RegsError),
     #[error("device wiring conflict: {0}")]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }
 
 /// A built machine, ready to run.
@@ -57,6 +61,9 @@ pub struct Machine {
     pub(super) acpi_pm: Arc<Mutex<acpi_pm::AcpiPm>>,
     /// Kept so its timer thread lives exactly as long as the machine.
     pub(super) pit: Option<Arc<Mutex<pit::Pit>>>,
+    /// The PCI root bus and, through it, every PCI device and its worker threads.
+    #[allow(dead_code)]
+    pub(super) pci: PciWiring,
 }
 
 /// Builds the machine `config` describes. Its devices report power requests on `events`; its
@@ -128,11 +135,11 @@ pub fn build_machine(
         power.clone(),
     )));
     pio.insert(acpi_pm.clone(), ports::ACPI_PM_BASE, ports::ACPI_PM_LEN)?;
-    pio.insert(
-        shared(reset::ResetControl::new(power)),
-        ports::RESET_CONTROL,
-        1,
-    )?;
+    // The reset register shares its port with the PCI address register (0xcf8-0xcfb): the
+    // PCI configuration ports answer byte accesses at 0xcf9 with it.
+    let reset_port = shared(reset::ResetControl::new(power));
+
+    let pci = attach_pci_devices(config, &vm, &memory, &pio, &mmio, reset_port)?;
 
     let rsdp = acpi::create_acpi_tables(&memory, config.cpus)
         .map_err(|e| BuildError::Acpi(e.to_string()))?;
@@ -181,7 +188,39 @@ pub fn build_machine(
         serial,
         acpi_pm,
         pit,
+        pci,
     })
+}
+
+/// The PCI root bus with the VM's disks (virtio-blk, one queue per vCPU) and virtio-rng.
+/// Device interrupts are KVM irqfds and their doorbells KVM ioeventfds, so queue work runs on
+/// the devices' own threads.
+fn attach_pci_devices(
+    config: &VmConfig,
+    vm: &KvmVm,
+    memory: &GuestMemoryMmap,
+    pio: &Arc<Bus>,
+    mmio: &Arc<Bus>,
+    reset_port: SharedDevice,
+) -> Result<PciWiring, BuildError> {
+    let fd = vm.fd.clone();
+    let pci = PciWiring::new(
+        pio,
+        mmio,
+        Some(reset_port),
+        Box::new(move |gsi| Arc::new(KvmIrqLine::new(fd.clone(), gsi)) as SharedLine),
+        memory.clone(),
+        Arc::new(KvmMsiController::new(vm.fd.clone())),
+        Arc::new(KvmDoorbells::new(vm.fd.clone())),
+    )?;
+    let queues = u16::from(config.cpus).min(crate::virtio::block::MAX_QUEUES);
+    for disk in &config.disks {
+        pci.add_raw_disk(&disk.path, disk.read_only, disk.serial.clone(), queues)?;
+    }
+    if config.rng {
+        pci.add_rng()?;
+    }
+    Ok(pci)
 }
 
 fn shared<D: crate::bus::BusDevice + 'static>(device: D) -> SharedDevice {

@@ -4,7 +4,7 @@
 
 use crate::arch::x86_64::layout::{self, ports};
 use crate::block::{DiskError, RawDisk};
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, SharedDevice};
 use crate::doorbell::DoorbellRegistry;
 use crate::interrupt::MsiController;
 use crate::pci::root::IntxLines;
@@ -40,9 +40,12 @@ pub struct PciWiring {
 
 impl PciWiring {
     /// Creates the root bus, its configuration ports on `pio` and its ECAM window on `mmio`.
+    /// `reset_port` is the device that answers byte accesses at 0xcf9 (the PC reset
+    /// register), which sits inside the configuration address register's ports.
     pub fn new(
         pio: &Arc<Bus>,
         mmio: &Arc<Bus>,
+        reset_port: Option<SharedDevice>,
         intx: IntxLines,
         memory: GuestMemoryMmap,
         msi: Arc<dyn MsiController>,
@@ -50,7 +53,7 @@ impl PciWiring {
     ) -> Result<Self, DeviceError> {
         let root = PciRoot::new(mmio.clone(), pio.clone(), intx);
         pio.insert(
-            Arc::new(Mutex::new(ConfigPorts::new(&root))),
+            Arc::new(Mutex::new(ConfigPorts::new(&root, reset_port))),
             ports::PCI_CONFIG_ADDRESS,
             ports::PCI_CONFIG_LEN,
         )?;

@@ -8,7 +8,7 @@ use super::config_space::{self, BarKind, ConfigSpace, PciHeader};
 use super::device::{PciAddress, PciDevice, SharedPciDevice};
 use crate::arch::x86_64::layout;
 use crate::arch::x86_64::pci_acpi::intx_gsi;
-use crate::bus::{Bus, BusDevice, BusError};
+use crate::bus::{Bus, BusDevice, BusError, SharedDevice};
 use crate::interrupt::SharedLine;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -321,18 +321,31 @@ impl PciDevice for HostBridge {
 }
 
 /// Configuration mechanism #1: the address register at 0xcf8 and the data window at 0xcfc.
-/// It refers to the root weakly: the root owns the buses this sits on.
+/// It refers to the root weakly: the root owns the buses this sits on. Byte accesses at 0xcf9
+/// are not PCI: they go to the PC reset register, when one is given.
 pub struct ConfigPorts {
     root: Weak<PciRoot>,
     address: u32,
+    reset_port: Option<SharedDevice>,
 }
 
+/// Offset of the reset control register (0xcf9) in the configuration ports.
+const RESET_PORT_OFFSET: u64 = 1;
+
 impl ConfigPorts {
-    pub fn new(root: &Arc<PciRoot>) -> Self {
+    pub fn new(root: &Arc<PciRoot>, reset_port: Option<SharedDevice>) -> Self {
         Self {
             root: Arc::downgrade(root),
             address: 0,
+            reset_port,
         }
+    }
+
+    /// The reset register, for a byte access at 0xcf9.
+    fn reset_port(&self, offset: u64, len: usize) -> Option<&SharedDevice> {
+        self.reset_port
+            .as_ref()
+            .filter(|_| offset == RESET_PORT_OFFSET && len == 1)
     }
 
     /// The function and register the address register selects, if enabled.
@@ -354,6 +367,13 @@ impl ConfigPorts {
 
 impl BusDevice for ConfigPorts {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if let Some(reset) = self.reset_port(offset, data.len()) {
+            reset
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .read(0, data);
+            return;
+        }
         match offset {
             0..=3 => {
                 let bytes = self.address.to_le_bytes();
@@ -371,6 +391,13 @@ impl BusDevice for ConfigPorts {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
+        if let Some(reset) = self.reset_port(offset, data.len()) {
+            reset
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write(0, data);
+            return;
+        }
         match offset {
             // Only dword writes select a register; byte writes to 0xcf8-0xcfb belong to
             // other (legacy) uses and are ignored.
