@@ -454,3 +454,75 @@ impl BusDevice for Ecam {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interrupt::NoLine;
+
+    #[derive(Default)]
+    struct Register(Vec<u8>);
+
+    impl BusDevice for Register {
+        fn read(&mut self, _offset: u64, data: &mut [u8]) {
+            data.fill(0x5a);
+        }
+        fn write(&mut self, _offset: u64, data: &[u8]) {
+            self.0.extend_from_slice(data);
+        }
+    }
+
+    fn root() -> (Arc<PciRoot>, Arc<Bus>) {
+        let pio = Arc::new(Bus::new());
+        let mmio = Arc::new(Bus::new());
+        let root = PciRoot::new(mmio, pio.clone(), Box::new(|_| Arc::new(NoLine)));
+        (root, pio)
+    }
+
+    #[test]
+    fn byte_accesses_at_0xcf9_reach_the_reset_register() {
+        let (root, _pio) = root();
+        let reset = Arc::new(Mutex::new(Register::default()));
+        let mut ports = ConfigPorts::new(&root, Some(reset.clone()));
+        ports.write(1, &[0x06]);
+        let mut byte = [0u8];
+        ports.read(1, &mut byte);
+        assert_eq!(byte, [0x5a]);
+        assert_eq!(reset.lock().unwrap().0, vec![0x06]);
+        // A dword write at 0xcf8 is the PCI address register, not the reset register.
+        ports.write(0, &0x8000_0000u32.to_le_bytes());
+        assert_eq!(reset.lock().unwrap().0.len(), 1);
+        let mut id = [0u8; 4];
+        ports.read(4, &mut id);
+        assert_eq!(
+            u32::from_le_bytes(id),
+            0x0008_1b36,
+            "host bridge at 00:00.0"
+        );
+    }
+
+    #[test]
+    fn disabled_or_absent_functions_read_ones() {
+        let (root, _pio) = root();
+        let mut ports = ConfigPorts::new(&root, None);
+        let mut id = [0u8; 4];
+        // Enable bit clear.
+        ports.write(0, &0x0000_0000u32.to_le_bytes());
+        ports.read(4, &mut id);
+        assert_eq!(id, [0xff; 4]);
+        // Empty slot, other functions, other buses.
+        for address in [0x8000_0800u32, 0x8000_0100, 0x8001_0000] {
+            ports.write(0, &address.to_le_bytes());
+            ports.read(4, &mut id);
+            assert_eq!(id, [0xff; 4], "{address:#x}");
+            ports.write(4, &[0; 4]);
+        }
+        // The ECAM reaches the same host bridge; a dropped root reads as ones.
+        let mut ecam = Ecam::new(&root);
+        ecam.read(0, &mut id);
+        assert_eq!(u32::from_le_bytes(id), 0x0008_1b36);
+        drop(root);
+        ecam.read(0, &mut id);
+        assert_eq!(id, [0xff; 4]);
+    }
+}
