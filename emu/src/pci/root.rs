@@ -150,6 +150,38 @@ impl PciRoot {
         Ok(address)
     }
 
+    /// Unplugs the device at `address`: its BARs stop decoding and their ranges go back to the
+    /// windows. Returns the device (the caller stops it). The host bridge stays.
+    pub fn remove_device(&self, address: PciAddress) -> Option<SharedPciDevice> {
+        if address.bus != 0 || address.function != 0 || address.device == 0 {
+            return None;
+        }
+        let mut state = self.lock();
+        let mut slot = state.slots.remove(&address.device)?;
+        for (bar, (kind, base)) in std::mem::take(&mut slot.mapped) {
+            self.bus_for(kind).remove(base);
+            slot.device
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .bar_mapped(bar, None);
+        }
+        let bars: Vec<_> = slot
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .config()
+            .bars()
+            .collect();
+        for bar in bars {
+            match bar.kind {
+                BarKind::Io => state.io_space.release(bar.address),
+                _ => state.mmio_space.release(bar.address),
+            }
+        }
+        log::info!("PCI {address}: removed");
+        Some(slot.device)
+    }
+
     /// A configuration read (function-0 devices on bus 0; anything else reads as ones).
     pub fn config_read(&self, address: PciAddress, offset: usize, data: &mut [u8]) {
         let state = self.lock();
@@ -499,6 +531,83 @@ mod tests {
             0x0008_1b36,
             "host bridge at 00:00.0"
         );
+    }
+
+    struct Dummy(ConfigSpace, Vec<Option<u64>>);
+
+    impl PciDevice for Dummy {
+        fn name(&self) -> &str {
+            "dummy"
+        }
+        fn config(&self) -> &ConfigSpace {
+            &self.0
+        }
+        fn config_mut(&mut self) -> &mut ConfigSpace {
+            &mut self.0
+        }
+        fn bar_read(&mut self, _bar: usize, offset: u64, data: &mut [u8]) {
+            data.fill(offset as u8);
+        }
+        fn bar_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
+        fn bar_mapped(&mut self, _bar: usize, address: Option<u64>) {
+            self.1.push(address);
+        }
+    }
+
+    fn dummy() -> Arc<Mutex<Dummy>> {
+        let mut config = ConfigSpace::new(&PciHeader {
+            vendor_id: 0x1234,
+            device_id: 0x5678,
+            class_code: 0xff_00_00,
+            revision: 0,
+            subsystem_vendor_id: 0,
+            subsystem_id: 0,
+            interrupt_pin: 1,
+        });
+        config.add_bar(0, BarKind::Memory32, 0x1000).unwrap();
+        config.add_bar(1, BarKind::Io, 0x20).unwrap();
+        Arc::new(Mutex::new(Dummy(config, Vec::new())))
+    }
+
+    #[test]
+    fn plug_and_unplug() {
+        let pio = Arc::new(Bus::new());
+        let mmio = Arc::new(Bus::new());
+        let root = PciRoot::new(mmio.clone(), pio.clone(), Box::new(|_| Arc::new(NoLine)));
+        let first = dummy();
+        let address = root.add_device(first.clone()).unwrap();
+        assert_eq!(address.device, 1);
+        let mmio_base = first.lock().unwrap().0.bar(0).unwrap().address;
+        let io_base = first.lock().unwrap().0.bar(1).unwrap().address;
+        let mut data = [0u8; 1];
+        assert!(mmio.read(mmio_base + 0x10, &mut data));
+        assert_eq!(data, [0x10]);
+        assert!(pio.read(io_base + 2, &mut data));
+        // Unplugged: nothing decodes, the device heard about it, the slot and ranges are free.
+        assert!(root.remove_device(address).is_some());
+        assert!(!mmio.read(mmio_base, &mut data));
+        assert!(!pio.read(io_base, &mut data));
+        assert_eq!(
+            first
+                .lock()
+                .unwrap()
+                .1
+                .iter()
+                .filter(|a| a.is_none())
+                .count(),
+            2
+        );
+        let second = dummy();
+        assert_eq!(root.add_device(second.clone()).unwrap(), address);
+        assert_eq!(second.lock().unwrap().0.bar(0).unwrap().address, mmio_base);
+        // The host bridge cannot be removed.
+        assert!(root
+            .remove_device(PciAddress {
+                bus: 0,
+                device: 0,
+                function: 0
+            })
+            .is_none());
     }
 
     #[test]
