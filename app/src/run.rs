@@ -80,7 +80,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
             log::info!("VM rebooted; exiting (--no-reboot)");
             ExitCode::SUCCESS
         }
-        VmExit::Stopped => {
+        VmExit::Stopped(_) => {
             log::info!("VM stopped");
             ExitCode::SUCCESS
         }

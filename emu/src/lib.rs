@@ -18,6 +18,7 @@ pub mod arch;
 pub mod block;
 pub mod bus;
 pub mod config;
+pub mod control;
 pub mod devices;
 pub mod doorbell;
 #[cfg(any(test, feature = "harness"))]

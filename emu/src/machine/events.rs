@@ -1,5 +1,6 @@
 //! The events that reach a running machine, and how a run ends.
 
+use crate::control::ShutdownReason;
 use crate::devices::{PowerRequest, PowerSink};
 use crate::hypervisor::vcpu::VcpuEvent;
 use std::sync::mpsc::Sender;
@@ -11,8 +12,10 @@ pub enum MachineEvent {
     Vcpu(VcpuEvent),
     /// From a platform device (ACPI, i8042, reset register).
     Power(PowerRequest),
-    /// The host asks the VM to stop now (Ctrl-A X, a signal, the GUI's force off).
-    Stop,
+    /// The host asks the VM to stop now (Ctrl-A X, a signal, a control client's quit).
+    Stop(ShutdownReason),
+    /// The host resets the machine, as a reset button would.
+    Reset,
     /// Press the ACPI power button (the guest decides what to do).
     PowerButton,
     /// Pause or resume the vCPUs.
@@ -24,8 +27,11 @@ pub enum MachineEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
     PowerOff,
-    Reset,
-    Stopped,
+    /// The machine reset; `guest` says whether the guest asked.
+    Reset {
+        guest: bool,
+    },
+    Stopped(ShutdownReason),
     Failed(String),
 }
 
@@ -37,7 +43,7 @@ pub enum VmExit {
     /// The guest rebooted and the VM is set to exit on reboot.
     Rebooted,
     /// The host stopped it.
-    Stopped,
+    Stopped(ShutdownReason),
     /// It could not go on (an unrecoverable emulation failure, a KVM error).
     Failed(String),
 }

@@ -6,6 +6,8 @@ use super::builder::{build_machine, BuildError};
 use super::console::ConsoleOutput;
 use super::events::{MachineEvent, RunOutcome, VmExit};
 use crate::config::{RebootAction, VmConfig};
+use crate::control::controller::ControlState;
+use crate::control::{ShutdownReason, VmController, VmEvent, VmStatus};
 use crate::devices::serial::Serial;
 use crate::hypervisor::emulation::RecoveryStats;
 use crate::hypervisor::run_control::RunState;
@@ -37,13 +39,13 @@ pub struct Vm {
     state: Arc<Mutex<Option<RunState>>>,
     recovery: Arc<RecoveryStats>,
     stats: VmStatistics,
+    control: Arc<ControlState>,
 }
 
 impl Vm {
     pub fn new(config: VmConfig, console: ConsoleOutput) -> Self {
         let (sender, events) = channel();
         Self {
-            config,
             console,
             sender,
             events,
@@ -51,7 +53,14 @@ impl Vm {
             state: Arc::new(Mutex::new(None)),
             recovery: Arc::new(RecoveryStats::default()),
             stats: VmStatistics::default(),
+            control: Arc::new(ControlState::new(&config)),
+            config,
         }
+    }
+
+    /// The control API for this VM (commands, queries, events), for any thread.
+    pub fn controller(&self) -> VmController {
+        VmController::new(self.handle(), self.control.clone())
     }
 
     /// A handle for other threads.
@@ -72,32 +81,80 @@ impl Vm {
     /// Boots the VM and runs it until it powers off, is stopped, fails, or reboots with
     /// [`RebootAction::Exit`]. Errors only when a machine cannot be built.
     pub fn run(&mut self) -> Result<VmExit, BuildError> {
+        let exit = self.run_boots();
+        let (status, event) = match &exit {
+            Ok(VmExit::PowerOff) => (
+                VmStatus::Shutdown,
+                Some((true, ShutdownReason::GuestShutdown)),
+            ),
+            Ok(VmExit::Rebooted) => (VmStatus::Shutdown, Some((true, ShutdownReason::GuestReset))),
+            Ok(VmExit::Stopped(reason)) => (VmStatus::Shutdown, Some((false, *reason))),
+            Ok(VmExit::Failed(_)) => (
+                VmStatus::InternalError,
+                Some((false, ShutdownReason::GuestPanic)),
+            ),
+            Err(_) => (VmStatus::InternalError, None),
+        };
+        self.control.set_status(status);
+        if let Some((guest, reason)) = event {
+            self.control
+                .events
+                .emit(VmEvent::Shutdown { guest, reason });
+        }
+        exit
+    }
+
+    fn run_boots(&mut self) -> Result<VmExit, BuildError> {
+        let mut start_paused = false;
         loop {
             let machine = build_machine(&self.config, &self.console, &self.sender)?;
-            if self.stop_requested() {
-                return Ok(VmExit::Stopped);
+            if let Some(reason) = self.pending_events(&mut start_paused) {
+                return Ok(VmExit::Stopped(reason));
             }
             *lock(&self.serial) = Some(machine.serial.clone());
             self.stats.boots += 1;
             let state = self.state.clone();
-            let (outcome, figures) =
-                machine.run(&self.events, &self.sender, &self.recovery, &move |s| {
-                    *lock(&state) = Some(s)
-                });
+            let control = self.control.clone();
+            let (outcome, figures) = machine.run(
+                &self.events,
+                &self.sender,
+                &self.recovery,
+                &self.control,
+                start_paused,
+                &move |s| {
+                    *lock(&state) = Some(s);
+                    match s {
+                        RunState::Running => control.set_status(VmStatus::Running),
+                        RunState::Paused => control.set_status(VmStatus::Paused),
+                        RunState::Stopping => {}
+                    }
+                },
+            );
             *lock(&self.serial) = None;
             *lock(&self.state) = None;
             self.stats.kvm_emulated_instructions += figures.kvm_emulated_instructions;
             self.stats.kvm_exits += figures.kvm_exits;
+            start_paused = figures.ended_paused;
             match outcome {
                 RunOutcome::PowerOff => return Ok(VmExit::PowerOff),
-                RunOutcome::Stopped => return Ok(VmExit::Stopped),
+                RunOutcome::Stopped(reason) => return Ok(VmExit::Stopped(reason)),
                 RunOutcome::Failed(report) => {
                     return Ok(VmExit::Failed(report + &self.failure_hint()))
                 }
-                RunOutcome::Reset if self.config.on_reboot == RebootAction::Exit => {
+                RunOutcome::Reset { guest: true }
+                    if self.config.on_reboot == RebootAction::Exit =>
+                {
                     return Ok(VmExit::Rebooted)
                 }
-                RunOutcome::Reset => log::info!("restarting VM '{}'", self.config.name),
+                RunOutcome::Reset { guest } => {
+                    log::info!("restarting VM '{}'", self.config.name);
+                    let reason = if guest {
+                        ShutdownReason::GuestReset
+                    } else {
+                        ShutdownReason::HostReset
+                    };
+                    self.control.events.emit(VmEvent::Reset { guest, reason });
+                }
             }
         }
     }
@@ -123,12 +180,18 @@ impl Vm {
         }
     }
 
-    /// Drops events left over from the last boot (a second vCPU's reset request, say), keeping
-    /// only whether the host asked to stop.
-    fn stop_requested(&self) -> bool {
-        let mut stop = false;
+    /// Acts on host commands that arrived while no machine ran: a stop ends the VM, a pause
+    /// or resume decides how the next boot starts, and the rest (a second vCPU's reset
+    /// request, say) are dropped.
+    fn pending_events(&self, start_paused: &mut bool) -> Option<ShutdownReason> {
+        let mut stop = None;
         while let Ok(event) = self.events.try_recv() {
-            stop |= matches!(event, MachineEvent::Stop);
+            match event {
+                MachineEvent::Stop(reason) => stop = Some(reason),
+                MachineEvent::Pause => *start_paused = true,
+                MachineEvent::Resume => *start_paused = false,
+                _ => {}
+            }
         }
         stop
     }
@@ -147,9 +210,21 @@ pub struct VmHandle {
 }
 
 impl VmHandle {
-    /// Stops the VM now (no guest shutdown).
+    /// Stops the VM now (no guest shutdown), because of a signal or the console escape.
     pub fn stop(&self) {
-        let _ = self.sender.send(MachineEvent::Stop);
+        let _ = self
+            .sender
+            .send(MachineEvent::Stop(ShutdownReason::HostSignal));
+    }
+    /// Stops the VM now at a control client's request.
+    pub fn quit(&self) {
+        let _ = self
+            .sender
+            .send(MachineEvent::Stop(ShutdownReason::HostQuit));
+    }
+    /// Resets the machine, as a reset button would.
+    pub fn reset(&self) {
+        let _ = self.sender.send(MachineEvent::Reset);
     }
     /// Presses the ACPI power button: a polite request the guest may act on.
     pub fn power_button(&self) {

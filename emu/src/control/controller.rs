@@ -1,0 +1,166 @@
+//! [`VmController`]: commands and queries for one VM, safe from any thread at any time. A
+//! command made while the VM is between boots or not yet started takes effect when it can
+//! (a pause holds the next boot paused); one made after the VM ended does nothing.
+
+use super::events::{EventBus, TimedEvent};
+use crate::config::VmConfig;
+use crate::machine::VmHandle;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+/// The run status, with QMP's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmStatus {
+    /// Not started yet.
+    Prelaunch,
+    Running,
+    Paused,
+    /// Ended (powered off or quit).
+    Shutdown,
+    /// Stopped by a failure.
+    InternalError,
+}
+
+impl VmStatus {
+    pub fn qmp_name(self) -> &'static str {
+        match self {
+            Self::Prelaunch => "prelaunch",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Shutdown => "shutdown",
+            Self::InternalError => "internal-error",
+        }
+    }
+}
+
+/// One vCPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuInfo {
+    pub index: u8,
+    /// The host thread running it, while the VM runs.
+    pub thread_id: Option<i32>,
+}
+
+/// One disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// The name clients use ("disk0", "disk1", ...).
+    pub device: String,
+    pub path: PathBuf,
+    pub read_only: bool,
+    pub format: &'static str,
+    /// Bytes the guest sees (None when the image cannot be read now).
+    pub size: Option<u64>,
+    pub serial: Option<String>,
+}
+
+/// State the VM updates and the controller reads.
+pub(crate) struct ControlState {
+    pub(crate) status: Mutex<VmStatus>,
+    pub(crate) events: EventBus,
+    pub(crate) vcpu_threads: Mutex<Vec<Option<i32>>>,
+    config: VmConfig,
+}
+
+impl ControlState {
+    pub(crate) fn new(config: &VmConfig) -> Self {
+        Self {
+            status: Mutex::new(VmStatus::Prelaunch),
+            events: EventBus::default(),
+            vcpu_threads: Mutex::new(vec![None; usize::from(config.cpus)]),
+            config: config.clone(),
+        }
+    }
+
+    pub(crate) fn set_status(&self, status: VmStatus) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+}
+
+/// Commands and queries for one VM. Cheap to clone; every clone controls the same VM.
+#[derive(Clone)]
+pub struct VmController {
+    handle: VmHandle,
+    state: Arc<ControlState>,
+}
+
+impl VmController {
+    pub(crate) fn new(handle: VmHandle, state: Arc<ControlState>) -> Self {
+        Self { handle, state }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.config.name
+    }
+
+    pub fn status(&self) -> VmStatus {
+        *self.state.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pauses the vCPUs (a STOP event follows once they are parked).
+    pub fn pause(&self) {
+        self.handle.pause();
+    }
+
+    /// Resumes the vCPUs (RESUME follows).
+    pub fn resume(&self) {
+        self.handle.resume();
+    }
+
+    /// Resets the machine as a reset button would (RESET follows).
+    pub fn reset(&self) {
+        self.handle.reset();
+    }
+
+    /// Presses the ACPI power button; the guest decides (POWERDOWN follows at once).
+    pub fn power_down(&self) {
+        self.handle.power_button();
+    }
+
+    /// Turns the VM off now (SHUTDOWN follows).
+    pub fn quit(&self) {
+        self.handle.quit();
+    }
+
+    pub fn cpus(&self) -> Vec<CpuInfo> {
+        let threads = self
+            .state
+            .vcpu_threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        threads
+            .into_iter()
+            .enumerate()
+            .map(|(index, thread_id)| CpuInfo {
+                index: index as u8,
+                thread_id,
+            })
+            .collect()
+    }
+
+    pub fn block_devices(&self) -> Vec<BlockInfo> {
+        self.state
+            .config
+            .disks
+            .iter()
+            .enumerate()
+            .map(|(index, disk)| BlockInfo {
+                device: format!("disk{index}"),
+                path: disk.path.clone(),
+                read_only: disk.read_only,
+                format: "raw",
+                size: std::fs::metadata(&disk.path)
+                    .ok()
+                    .map(|m| m.len() / 512 * 512),
+                serial: disk.serial.clone(),
+            })
+            .collect()
+    }
+
+    /// Every event from now on.
+    pub fn subscribe(&self) -> Receiver<TimedEvent> {
+        self.state.events.subscribe()
+    }
+}

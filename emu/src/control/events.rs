@@ -1,0 +1,109 @@
+//! What a running VM tells the outside: status changes, resets, shutdowns and failures, each
+//! with the time it happened, broadcast to every subscriber (the GUI, QMP clients).
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Something that happened to the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmEvent {
+    /// The vCPUs stopped (a pause).
+    Stop,
+    /// The vCPUs run again.
+    Resume,
+    /// The machine reset; `guest` says who asked.
+    Reset { guest: bool, reason: ShutdownReason },
+    /// The host pressed the ACPI power button.
+    Powerdown,
+    /// The VM stopped for good.
+    Shutdown { guest: bool, reason: ShutdownReason },
+    /// A vCPU met an instruction that neither KVM nor Cove can emulate; the VM stops.
+    EmulationFailure { cpu: u8, report: String },
+}
+
+/// Why a VM shut down or reset, in QMP's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownReason {
+    /// The guest powered itself off.
+    GuestShutdown,
+    /// The guest rebooted.
+    GuestReset,
+    /// A control client asked to quit.
+    HostQuit,
+    /// A control client asked for a reset.
+    HostReset,
+    /// A signal or the console escape stopped the VM.
+    HostSignal,
+    /// The VM failed (an emulation failure or a KVM error).
+    GuestPanic,
+}
+
+impl ShutdownReason {
+    /// The name QMP uses.
+    pub fn qmp_name(self) -> &'static str {
+        match self {
+            Self::GuestShutdown => "guest-shutdown",
+            Self::GuestReset => "guest-reset",
+            Self::HostQuit => "host-qmp-quit",
+            Self::HostReset => "host-qmp-system-reset",
+            Self::HostSignal => "host-signal",
+            Self::GuestPanic => "guest-panic",
+        }
+    }
+}
+
+/// An event and when it happened.
+#[derive(Debug, Clone)]
+pub struct TimedEvent {
+    pub event: VmEvent,
+    pub timestamp: SystemTime,
+}
+
+/// Broadcasts events to subscribers; subscribers that went away are forgotten.
+#[derive(Default)]
+pub struct EventBus {
+    subscribers: Mutex<Vec<Sender<TimedEvent>>>,
+}
+
+impl EventBus {
+    /// A new subscription: every event from now on.
+    pub fn subscribe(&self) -> Receiver<TimedEvent> {
+        let (sender, receiver) = channel();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sender);
+        receiver
+    }
+
+    pub fn emit(&self, event: VmEvent) {
+        log::debug!("event: {event:?}");
+        let timed = TimedEvent {
+            event,
+            timestamp: SystemTime::now(),
+        };
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| s.send(timed.clone()).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subscriber_gets_every_event_and_dead_ones_are_dropped() {
+        let bus = EventBus::default();
+        let a = bus.subscribe();
+        let b = bus.subscribe();
+        bus.emit(VmEvent::Stop);
+        drop(b);
+        bus.emit(VmEvent::Resume);
+        assert_eq!(a.try_recv().unwrap().event, VmEvent::Stop);
+        assert_eq!(a.try_recv().unwrap().event, VmEvent::Resume);
+        assert_eq!(bus.subscribers.lock().unwrap().len(), 1);
+    }
+}
