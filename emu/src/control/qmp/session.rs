@@ -235,18 +235,18 @@ fn capabilities_arguments(arguments: &Map<String, Value>) -> Result<(), (&'stati
                 "Invalid parameter type for 'enable', expected: array".into(),
             ));
         };
-        for item in items {
-            match item {
-                Value::String(name) => {
-                    return Err((class::GENERIC, format!("Capability '{name}' not available")))
-                }
-                _ => {
-                    return Err((
-                        class::GENERIC,
-                        "Invalid parameter type for 'enable', expected: array of strings".into(),
-                    ))
-                }
+        // Any capability named is one Cove does not offer.
+        match items.first() {
+            Some(Value::String(name)) => {
+                return Err((class::GENERIC, format!("Capability '{name}' not available")))
             }
+            Some(_) => {
+                return Err((
+                    class::GENERIC,
+                    "Invalid parameter type for 'enable', expected: array of strings".into(),
+                ))
+            }
+            None => {}
         }
     }
     Ok(())
