@@ -4,6 +4,7 @@
 mod cli;
 mod console_escape;
 mod logging;
+mod qmp_client;
 mod run;
 mod terminal;
 
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     logging::init(args.verbose);
     let result = match args.command {
         cli::Command::Run(run_args) => run::run(run_args),
+        cli::Command::Qmp(qmp_args) => return qmp_client::run(&qmp_args),
     };
     match result {
         Ok(code) => code,

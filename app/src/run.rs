@@ -1,12 +1,14 @@
 //! `cove run`: one VM, headless, its serial console on this terminal.
 
-use crate::cli::RunArgs;
+use crate::cli::{QmpSpec, RunArgs};
 use crate::console_escape::{ConsoleAction, EscapeParser, HELP};
 use crate::terminal::RawModeGuard;
 use emu::config::{BootSource, RebootAction, VmConfig};
+use emu::control::qmp::QmpServer;
 use emu::machine::{ConsoleOutput, Vm, VmExit, VmHandle};
 use std::io::{Read, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Why `cove run` could not start the VM.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +17,11 @@ pub enum RunError {
     Build(#[from] emu::machine::BuildError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot serve QMP on {path}: {source}")]
+    Qmp {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// The arguments describe a VM that cannot be (two disks on one file, too many disks).
     #[error("{0}")]
     InvalidConfig(String),
@@ -58,6 +65,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
     let mut vm = Vm::new(config, ConsoleOutput::stdout());
     let handle = vm.handle();
     watch_signals(handle.clone())?;
+    let qmp = match &args.qmp {
+        Some(spec) => Some(start_qmp(&vm, spec)?),
+        None => None,
+    };
     let stdin = std::io::stdin();
     let raw_mode = RawModeGuard::enable(std::os::fd::AsFd::as_fd(&stdin));
     if raw_mode.is_some() {
@@ -66,6 +77,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
     forward_stdin(handle);
 
     let result = vm.run();
+    if let Some(server) = qmp {
+        // Clients get the final SHUTDOWN event before the socket goes away.
+        server.shutdown();
+    }
     drop(raw_mode);
     let exit = result?;
     if args.stats {
@@ -89,6 +104,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
             ExitCode::FAILURE
         }
     })
+}
+
+/// Serves QMP on the socket `spec` names; with `wait=on`, returns once a client connected.
+fn start_qmp(vm: &Vm, spec: &QmpSpec) -> Result<QmpServer, RunError> {
+    let controller = vm.controller();
+    let events = controller.clone();
+    let server = QmpServer::start(
+        &spec.path,
+        Arc::new(controller),
+        Arc::new(move || events.subscribe()),
+    )
+    .map_err(|source| RunError::Qmp {
+        path: spec.path.clone(),
+        source,
+    })?;
+    if spec.wait {
+        log::info!("waiting for a QMP client on {}", spec.path.display());
+        server.wait_for_client(None);
+    }
+    Ok(server)
 }
 
 fn print_statistics(vm: &Vm) {

@@ -21,6 +21,21 @@ pub enum Command {
     /// Console escapes: Ctrl-A X quits, Ctrl-A B sends a break (magic SysRq on Linux),
     /// Ctrl-A Ctrl-A sends Ctrl-A, Ctrl-A H shows help.
     Run(RunArgs),
+    /// Send one QMP command to a running VM's control socket and print the reply.
+    ///
+    /// Example: `cove qmp /tmp/vm.qmp query-status`, or
+    /// `cove qmp /tmp/vm.qmp query-block '{}'`. Events that arrive meanwhile are not printed.
+    Qmp(QmpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct QmpArgs {
+    /// The VM's QMP socket (the PATH of `cove run --qmp unix:PATH`).
+    pub socket: PathBuf,
+    /// The command, e.g. query-status, stop, cont, system_powerdown, quit.
+    pub command: String,
+    /// The command's arguments as a JSON object.
+    pub arguments: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -64,4 +79,89 @@ pub struct RunArgs {
     /// Print VM statistics (boots, emulated and recovered instructions) on exit.
     #[arg(long)]
     pub stats: bool,
+    /// Serve QMP, QEMU's control protocol, on a Unix socket (mode 0600). `wait=on` holds the
+    /// VM until a client connects.
+    #[arg(long, value_name = "unix:PATH[,server=on][,wait=off]")]
+    pub qmp: Option<QmpSpec>,
+}
+
+/// Where and how to serve QMP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QmpSpec {
+    pub path: PathBuf,
+    /// Start the VM only once a client connected.
+    pub wait: bool,
+}
+
+impl std::str::FromStr for QmpSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.split(',');
+        let address = parts.next().unwrap_or_default();
+        let Some(path) = address.strip_prefix("unix:").filter(|p| !p.is_empty()) else {
+            return Err(format!(
+                "QMP address {address:?} is not supported: use unix:PATH"
+            ));
+        };
+        let mut spec = QmpSpec {
+            path: PathBuf::from(path),
+            wait: false,
+        };
+        for option in parts {
+            let (key, value) = option
+                .split_once('=')
+                .ok_or_else(|| format!("QMP option {option:?} needs a value (key=on|off)"))?;
+            let on = match value {
+                "on" | "yes" | "true" => true,
+                "off" | "no" | "false" => false,
+                other => return Err(format!("QMP option {key}: {other:?} is not on or off")),
+            };
+            match key {
+                "server" if on => {}
+                "server" => {
+                    return Err("cove serves QMP itself: server=off is not supported".into())
+                }
+                "wait" => spec.wait = on,
+                other => {
+                    return Err(format!(
+                        "unknown QMP option {other:?} (expected server or wait)"
+                    ))
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod qmp_spec_tests {
+    use super::QmpSpec;
+
+    #[test]
+    fn parses_qemu_style_socket_specs() {
+        assert_eq!(
+            "unix:/tmp/q.sock".parse::<QmpSpec>(),
+            Ok(QmpSpec {
+                path: "/tmp/q.sock".into(),
+                wait: false
+            })
+        );
+        assert_eq!(
+            "unix:/tmp/q.sock,server=on,wait=on"
+                .parse::<QmpSpec>()
+                .map(|s| s.wait),
+            Ok(true)
+        );
+        for bad in [
+            "tcp:localhost:4444",
+            "unix:",
+            "unix:/x,server=off",
+            "unix:/x,wait",
+            "unix:/x,wait=maybe",
+            "unix:/x,nowait=on",
+        ] {
+            assert!(bad.parse::<QmpSpec>().is_err(), "{bad}");
+        }
+    }
 }

@@ -1,0 +1,134 @@
+//! `cove qmp`: a one-shot QMP client for scripts. It connects, negotiates capabilities, sends
+//! one command, prints the `return` value as JSON (exit 0) or the error (exit 1), skipping any
+//! events that arrive meanwhile. Works against QEMU's QMP sockets too.
+
+use crate::cli::QmpArgs;
+use emu::control::qmp::framing::{Frame, Splitter};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long to wait for each reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn run(args: &QmpArgs) -> ExitCode {
+    match exchange(args) {
+        Ok(Ok(result)) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&result).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(error)) => {
+            eprintln!(
+                "cove: QMP error {}: {}",
+                error["class"].as_str().unwrap_or("?"),
+                error["desc"].as_str().unwrap_or("?")
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("cove: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Returns the command's `return` value, or its `error` object.
+fn exchange(args: &QmpArgs) -> Result<Result<Value, Value>, String> {
+    let arguments = match &args.arguments {
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(value @ Value::Object(_)) => Some(value),
+            Ok(_) => return Err("the arguments must be a JSON object".into()),
+            Err(e) => return Err(format!("the arguments are not valid JSON: {e}")),
+        },
+        None => None,
+    };
+    let mut connection = Connection::open(args)?;
+    let greeting = connection.next_message()?;
+    if greeting.get("QMP").is_none() {
+        return Err(format!(
+            "{} did not greet as a QMP server",
+            args.socket.display()
+        ));
+    }
+    connection.send(&json!({ "execute": "qmp_capabilities" }))?;
+    if let Err(error) = connection.reply()? {
+        return Err(format!("capabilities negotiation failed: {error}"));
+    }
+    let mut request = json!({ "execute": args.command, "id": "cove-qmp" });
+    if let (Some(arguments), Some(map)) = (arguments, request.as_object_mut()) {
+        map.insert("arguments".into(), arguments);
+    }
+    connection.send(&request)?;
+    connection.reply()
+}
+
+struct Connection {
+    stream: UnixStream,
+    splitter: Splitter,
+    pending: std::collections::VecDeque<Frame>,
+    socket: String,
+}
+
+impl Connection {
+    fn open(args: &QmpArgs) -> Result<Self, String> {
+        let socket = args.socket.display().to_string();
+        let stream = UnixStream::connect(&args.socket)
+            .map_err(|e| format!("cannot connect to {socket}: {e}"))?;
+        stream
+            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            stream,
+            splitter: Splitter::default(),
+            pending: Default::default(),
+            socket,
+        })
+    }
+
+    fn send(&mut self, value: &Value) -> Result<(), String> {
+        let mut bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        bytes.push(b'\n');
+        self.stream
+            .write_all(&bytes)
+            .map_err(|e| format!("cannot write to {}: {e}", self.socket))
+    }
+
+    fn next_message(&mut self) -> Result<Value, String> {
+        loop {
+            if let Some(frame) = self.pending.pop_front() {
+                let Frame::Message(bytes) = frame else {
+                    return Err("the server sent malformed JSON".into());
+                };
+                return serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("the server sent malformed JSON: {e}"));
+            }
+            let mut buf = [0u8; 4096];
+            let n = self
+                .stream
+                .read(&mut buf)
+                .map_err(|e| format!("no reply from {}: {e}", self.socket))?;
+            if n == 0 {
+                return Err(format!("{} closed the connection", self.socket));
+            }
+            self.pending.extend(self.splitter.feed(&buf[..n]));
+        }
+    }
+
+    /// The next reply, skipping events.
+    fn reply(&mut self) -> Result<Result<Value, Value>, String> {
+        loop {
+            let message = self.next_message()?;
+            if let Some(result) = message.get("return") {
+                return Ok(Ok(result.clone()));
+            }
+            if let Some(error) = message.get("error") {
+                return Ok(Err(error.clone()));
+            }
+        }
+    }
+}
