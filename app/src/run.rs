@@ -216,6 +216,7 @@ mod tests {
         let argv = ["cove", "run", "--kernel", "/k"].iter().chain(args);
         match Cli::try_parse_from(argv)?.command {
             Command::Run(run) => Ok(run),
+            other => panic!("`cove run` parsed as {other:?}"),
         }
     }
 
