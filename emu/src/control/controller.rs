@@ -38,7 +38,8 @@ impl VmStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuInfo {
     pub index: u8,
-    /// The host thread running it, while the VM runs.
+    /// The host thread running it (the last boot's, during a reboot); None before the first
+    /// boot started it.
     pub thread_id: Option<i32>,
 }
 
@@ -116,6 +117,8 @@ impl VmController {
     /// Presses the ACPI power button; the guest decides (POWERDOWN follows at once).
     pub fn power_down(&self) {
         self.handle.power_button();
+        // As QEMU does, the event reports the request, whatever the guest makes of it.
+        self.state.events.emit(super::VmEvent::Powerdown);
     }
 
     /// Turns the VM off now (SHUTDOWN follows).

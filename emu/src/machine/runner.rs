@@ -107,12 +107,6 @@ impl Machine {
         if let Some(pit) = &self.pit {
             pit.lock().unwrap_or_else(|e| e.into_inner()).stop();
         }
-        state
-            .vcpu_threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter_mut()
-            .for_each(|t| *t = None);
         on_state(RunState::Stopping);
         let mut figures = self.figures();
         figures.ended_paused = paused;
@@ -163,7 +157,6 @@ impl Machine {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .press_power_button();
-                    state.events.emit(VmEvent::Powerdown);
                 }
                 MachineEvent::Pause => {
                     if *paused {

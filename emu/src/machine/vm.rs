@@ -180,18 +180,36 @@ impl Vm {
         }
     }
 
-    /// Acts on host commands that arrived while no machine ran: a stop ends the VM, a pause
-    /// or resume decides how the next boot starts, and the rest (a second vCPU's reset
-    /// request, say) are dropped.
+    /// Acts on host commands that arrived while no machine ran (during a reboot): a stop ends
+    /// the VM, a pause or resume decides how the next boot starts, a power-button press goes
+    /// to the new machine, and a reset is already done. Guest requests left over from the last
+    /// boot (a second vCPU's reset, say) are dropped.
     fn pending_events(&self, start_paused: &mut bool) -> Option<ShutdownReason> {
         let mut stop = None;
+        let mut power_button = false;
         while let Ok(event) = self.events.try_recv() {
             match event {
                 MachineEvent::Stop(reason) => stop = Some(reason),
-                MachineEvent::Pause => *start_paused = true,
-                MachineEvent::Resume => *start_paused = false,
+                MachineEvent::Pause if !*start_paused => {
+                    *start_paused = true;
+                    self.control.set_status(VmStatus::Paused);
+                    self.control.events.emit(VmEvent::Stop);
+                }
+                MachineEvent::Resume if *start_paused => {
+                    *start_paused = false;
+                    self.control.set_status(VmStatus::Running);
+                    self.control.events.emit(VmEvent::Resume);
+                }
+                MachineEvent::Reset => self.control.events.emit(VmEvent::Reset {
+                    guest: false,
+                    reason: ShutdownReason::HostReset,
+                }),
+                MachineEvent::PowerButton => power_button = true,
                 _ => {}
             }
+        }
+        if power_button && stop.is_none() {
+            let _ = self.sender.send(MachineEvent::PowerButton);
         }
         stop
     }
