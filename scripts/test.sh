@@ -8,5 +8,7 @@ COVE_TEST_KERNEL_DIR=$(bash kernel/build-test-kernel.sh)
 COVE_STOCK_KERNEL_DIR=$(bash kernel/fetch-stock-kernel.sh)
 export COVE_STOCK_KERNEL_DIR
 export COVE_TEST_KERNEL_DIR
+# The stock QMP client (qemu.qmp from PyPI) the control-plane tests drive Cove with.
+bash tests/qmp/ensure-venv.sh >/dev/null
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads=2
