@@ -29,6 +29,7 @@ pub mod interrupt;
 pub mod machine;
 pub mod memory;
 pub mod pci;
+pub mod scanout;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod virtio;

@@ -8,6 +8,7 @@
 
 pub mod block;
 pub mod chain;
+pub mod gpu;
 pub mod interrupt;
 pub mod pci;
 pub mod queue_service;

@@ -1,0 +1,220 @@
+//! virtio-gpu, 2D: a control queue and a cursor queue served by one worker thread, resources
+//! kept as host copies of guest surfaces, scanouts shown through a [`crate::scanout`] sink,
+//! display-size change events for dynamic resolution, and screendumps. 3D (virgl) comes later.
+
+mod edid;
+pub mod protocol;
+pub mod state;
+
+use super::chain::SegmentCursor;
+use super::queue_service::serve_queue;
+use super::worker::Worker;
+use super::{device_type, features, ActivateError, Activation, VirtioDevice, VirtioInterrupt};
+use crate::scanout::SharedSink;
+use protocol::{EVENT_DISPLAY, F_EDID};
+use state::GpuState;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+const QUEUE_SIZE: u16 = 256;
+/// The largest command read from a chain (ATTACH_BACKING with the most entries fits).
+const MAX_COMMAND: usize = 512 * 1024;
+/// Host memory for resources unless configured otherwise.
+pub const DEFAULT_BUDGET: u64 = 256 << 20;
+
+/// How to build the GPU.
+#[derive(Clone)]
+pub struct GpuOptions {
+    pub scanouts: usize,
+    /// The initial display size the guest is offered.
+    pub width: u32,
+    pub height: u32,
+    /// Host memory for resources, in bytes.
+    pub budget: u64,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self {
+            scanouts: 1,
+            width: 1024,
+            height: 768,
+            budget: DEFAULT_BUDGET,
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<GpuState>,
+    /// Set once the driver started the device, to send config interrupts.
+    interrupt: Mutex<Option<Arc<VirtioInterrupt>>>,
+}
+
+/// The host's handle on a GPU: resize its display, take screenshots.
+#[derive(Clone)]
+pub struct GpuHandle {
+    shared: Arc<Shared>,
+}
+
+impl GpuHandle {
+    /// The window showing scanout `index` is now `width` x `height`: offer the guest that
+    /// mode (a display-change event; the guest re-reads the display info).
+    pub fn set_display_size(&self, index: usize, width: u32, height: u32) {
+        let changed = lock(&self.shared.state).set_display_size(index, width, height);
+        if changed {
+            if let Some(interrupt) = lock(&self.shared.interrupt).as_ref() {
+                interrupt.signal_config();
+            }
+        }
+    }
+
+    /// What scanout `index` shows now: width, height and RGBA pixels.
+    pub fn snapshot(&self, index: usize) -> Option<(u32, u32, Vec<u8>)> {
+        lock(&self.shared.state).snapshot(index)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A virtio-gpu device.
+pub struct Gpu {
+    shared: Arc<Shared>,
+    worker: Option<Worker>,
+}
+
+impl Gpu {
+    pub fn new(options: &GpuOptions, sink: Option<SharedSink>) -> (Self, GpuHandle) {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(GpuState::new(
+                options.scanouts,
+                options.width,
+                options.height,
+                options.budget,
+                sink,
+            )),
+            interrupt: Mutex::new(None),
+        });
+        (
+            Self {
+                shared: shared.clone(),
+                worker: None,
+            },
+            GpuHandle { shared },
+        )
+    }
+}
+
+impl VirtioDevice for Gpu {
+    fn device_type(&self) -> u32 {
+        device_type::GPU
+    }
+
+    fn name(&self) -> &str {
+        "virtio-gpu"
+    }
+
+    fn queue_max_sizes(&self) -> Vec<u16> {
+        vec![QUEUE_SIZE, QUEUE_SIZE]
+    }
+
+    fn features(&self) -> u64 {
+        features::RING_INDIRECT_DESC | features::RING_EVENT_IDX | F_EDID
+    }
+
+    /// events_read, events_clear, num_scanouts, num_capsets.
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        let state = lock(&self.shared.state);
+        let mut config = [0u8; 16];
+        config[0..4].copy_from_slice(&state.events_read.to_le_bytes());
+        config[8..12].copy_from_slice(&(state.scanout_count() as u32).to_le_bytes());
+        for (i, byte) in data.iter_mut().enumerate() {
+            *byte = usize::try_from(offset)
+                .ok()
+                .and_then(|o| config.get(o + i))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        // events_clear: clear the bits written.
+        if offset == 4 && data.len() == 4 {
+            let clear = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+            lock(&self.shared.state).events_read &= !clear;
+        }
+    }
+
+    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
+        let Activation {
+            memory,
+            queues,
+            interrupt,
+            ..
+        } = activation;
+        if queues.first().map(|q| q.index) != Some(0) {
+            return Err(ActivateError::MissingQueue(0));
+        }
+        *lock(&self.shared.interrupt) = Some(interrupt.clone());
+        // A display change the guest has not acknowledged yet: tell it again.
+        if lock(&self.shared.state).events_read & EVENT_DISPLAY != 0 {
+            interrupt.signal_config();
+        }
+        let (doorbells, mut queues): (Vec<_>, Vec<_>) = queues
+            .into_iter()
+            .map(|q| (q.doorbell, (q.index, q.queue)))
+            .unzip();
+        let shared = self.shared.clone();
+        let mut command = Vec::new();
+        let worker = Worker::spawn("virtio-gpu", doorbells, move |slot| {
+            let Some((index, queue)) = queues.get_mut(slot) else {
+                return true;
+            };
+            let index = *index;
+            serve_queue(queue, index, &memory, &interrupt, |chain| {
+                let readable: Vec<_> = chain
+                    .segments
+                    .iter()
+                    .copied()
+                    .filter(|s| !s.writable)
+                    .collect();
+                let writable: Vec<_> = chain
+                    .segments
+                    .iter()
+                    .copied()
+                    .filter(|s| s.writable)
+                    .collect();
+                let len = (chain.readable_len() as usize).min(MAX_COMMAND);
+                command.resize(len, 0);
+                let read = SegmentCursor::new(&readable).read(&memory, &mut command);
+                let response = {
+                    let mut state = lock(&shared.state);
+                    match read {
+                        Ok(n) if index == 0 => state.handle_control(&command[..n], &memory),
+                        Ok(n) => state.handle_cursor(&command[..n]),
+                        Err(e) => {
+                            log::debug!("virtio-gpu: {e}");
+                            protocol::Header::default().response(protocol::RESP_ERR_UNSPEC)
+                        }
+                    }
+                };
+                let written = SegmentCursor::new(&writable)
+                    .write(&memory, &response)
+                    .unwrap_or(0);
+                Ok(written as u32)
+            })
+        })?;
+        self.worker = Some(worker);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            worker.stop();
+        }
+        *lock(&self.shared.interrupt) = None;
+    }
+}
+
+#[cfg(test)]
+mod tests;
