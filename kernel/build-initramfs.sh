@@ -3,7 +3,10 @@
 # /proc, /sys, /root and /init (kernel/init.c). It is uncompressed on purpose:
 # gunzipping even 1 MB costs ~100 s of emulated guest time on nested-KVM hosts.
 #
-# Usage: build-initramfs.sh OUTPUT
+# Usage: build-initramfs.sh OUTPUT [INIT_OUTPUT]
+#
+# With INIT_OUTPUT, the /init binary is also written there on its own: tests put
+# it on disk images as /sbin/init (tests/src/disk_images.rs).
 #
 # The archive is made with the kernel's own usr/gen_init_cpio from a list file,
 # so no root and no mknod are needed. The tool comes from $GEN_INIT_CPIO if set
@@ -13,7 +16,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${1:?usage: build-initramfs.sh OUTPUT}
+out=${1:?usage: build-initramfs.sh OUTPUT [INIT_OUTPUT]}
+init_out=${2:-}
 cache=${COVE_CACHE_DIR:-$HOME/.cache/cove}
 tarball=${LINUX_SOURCE_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
 
@@ -61,3 +65,10 @@ mkdir -p "$(dirname "$out")"
 mv -f "$tmp/initramfs.cpio" "$out.tmp.$$"
 mv -f "$out.tmp.$$" "$out"
 log "wrote $out ($(stat -c %s "$out") bytes)"
+
+if [[ -n $init_out ]]; then
+	mkdir -p "$(dirname "$init_out")"
+	cp "$tmp/init" "$init_out.tmp.$$"
+	mv -f "$init_out.tmp.$$" "$init_out"
+	log "wrote $init_out ($(stat -c %s "$init_out") bytes)"
+fi

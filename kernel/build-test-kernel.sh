@@ -10,6 +10,7 @@
 #   vmlinux         uncompressed ELF kernel (boot this on nested/emulating KVM hosts)
 #   bzImage         compressed kernel (for real hardware)
 #   initramfs.cpio  uncompressed newc initramfs whose /init is kernel/init.c
+#   init            that /init on its own (tests put it on disk images)
 #   config, System.map, build.log
 #
 # The kernel is `make tinyconfig` + kernel/test-kernel.config + olddefconfig,
@@ -54,12 +55,13 @@ ensure_packages() {
 }
 
 kernel_complete() { [[ -s $1/vmlinux && -s $1/bzImage ]]; }
-initramfs_current() { [[ -s $1/initramfs.cpio && $(cat "$1/initramfs.key" 2>/dev/null) == "$initramfs_key" ]]; }
+initramfs_current() { [[ -s $1/initramfs.cpio && -s $1/init && $(cat "$1/initramfs.key" 2>/dev/null) == "$initramfs_key" ]]; }
 outputs_complete() { kernel_complete "$1" && initramfs_current "$1"; }
 
 # (Re)builds the initramfs of cache entry $1 with gen_init_cpio $2 (or the cached tool).
 build_initramfs() {
-	GEN_INIT_CPIO=${2:-} bash "$initramfs_script" "$1/initramfs.cpio.tmp.$$" 2>>"${logfile:-/dev/stderr}"
+	GEN_INIT_CPIO=${2:-} bash "$initramfs_script" "$1/initramfs.cpio.tmp.$$" "$1/init.tmp.$$" 2>>"${logfile:-/dev/stderr}"
+	mv -f "$1/init.tmp.$$" "$1/init"
 	mv -f "$1/initramfs.cpio.tmp.$$" "$1/initramfs.cpio"
 	printf '%s\n' "$initramfs_key" >"$1/initramfs.key"
 }

@@ -5,6 +5,8 @@
 //! so these tests read what the guest *kernel* reports on its serial console (see
 //! `shared/PVM-NOTES.md`).
 
+pub mod disk_images;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -62,6 +64,9 @@ pub struct TestKernel {
     pub vmlinux: PathBuf,
     pub bzimage: PathBuf,
     pub initramfs: PathBuf,
+    /// The initramfs's `/init` on its own, for disk images that boot it as `/sbin/init`. Not
+    /// checked here: cache entries made before it existed lack it until rebuilt.
+    pub init: PathBuf,
 }
 
 /// Finds (or builds, cached outside the tree) the test kernel. `COVE_TEST_KERNEL_DIR` points at
@@ -85,6 +90,7 @@ pub fn test_kernel() -> TestKernel {
         vmlinux: dir.join("vmlinux"),
         bzimage: dir.join("bzImage"),
         initramfs: dir.join("initramfs.cpio"),
+        init: dir.join("init"),
     };
     for f in [&kernel.vmlinux, &kernel.bzimage, &kernel.initramfs] {
         assert!(f.exists(), "test kernel file {} is missing", f.display());
@@ -129,6 +135,19 @@ pub fn run_test_kernel(kernel: &TestKernel, append: &str, extra: &[&str]) -> Cov
     let mut args = vec![
         "run", "--kernel", &image, "--initrd", &initrd, "--append", append,
     ];
+    args.extend_from_slice(extra);
+    CoveProcess::spawn(&args)
+}
+
+/// Starts `cove run` on the test kernel without an initramfs: the root filesystem comes from a
+/// disk (`root=/dev/vda` in `append`, `--disk` in `extra`).
+pub fn run_test_kernel_without_initrd(
+    kernel: &TestKernel,
+    append: &str,
+    extra: &[&str],
+) -> CoveProcess {
+    let image = kernel_image(kernel).to_string_lossy().into_owned();
+    let mut args = vec!["run", "--kernel", &image, "--append", append];
     args.extend_from_slice(extra);
     CoveProcess::spawn(&args)
 }
@@ -207,6 +226,28 @@ impl Capture {
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
         self.wait_for_count(needle, 1, timeout)
     }
+
+    /// Waits for a whole line (ended by a newline) containing `needle`, and returns the first
+    /// such line without its line ending; `None` on timeout or when the stream closes first.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cond) = &*self.0;
+        let mut c = lock.lock().unwrap();
+        loop {
+            let found = c
+                .text
+                .split_inclusive('\n')
+                .find(|l| l.ends_with('\n') && l.contains(needle));
+            if let Some(line) = found {
+                return Some(line.trim_end_matches(['\r', '\n']).to_string());
+            }
+            let now = Instant::now();
+            if c.closed || now >= deadline {
+                return None;
+            }
+            c = cond.wait_timeout(c, deadline - now).unwrap().0;
+        }
+    }
 }
 
 /// A running `cove` process.
@@ -253,6 +294,13 @@ impl CoveProcess {
         let stdin = self.stdin.as_mut().expect("stdin open");
         stdin.write_all(bytes).expect("write to cove's stdin");
         stdin.flush().expect("flush cove's stdin");
+    }
+
+    /// Sends a serial break (Ctrl-A B, cove's console escape) and then `key`: magic SysRq
+    /// `key` on a Linux guest.
+    pub fn send_sysrq(&mut self, key: u8) {
+        self.send(b"\x01b");
+        self.send(&[key]);
     }
 
     /// Waits for the process to exit.
