@@ -9,6 +9,7 @@
 pub mod block;
 pub mod chain;
 pub mod gpu;
+pub mod input;
 pub mod interrupt;
 pub mod pci;
 pub mod queue_service;

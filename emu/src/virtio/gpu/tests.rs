@@ -12,9 +12,11 @@ use vm_memory::GuestAddress;
 
 const WAIT: Duration = Duration::from_secs(5);
 
+type Mode = Option<(u32, u32, PixelFormat)>;
+
 #[derive(Default)]
 struct Recorded {
-    modes: Vec<(u32, Option<(u32, u32, PixelFormat)>)>,
+    modes: Vec<(u32, Mode)>,
     updates: Vec<(u32, Rect, Vec<u8>)>,
     cursors: Vec<Option<CursorImage>>,
     positions: Vec<(u32, u32)>,
