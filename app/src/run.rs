@@ -1,6 +1,6 @@
 //! `cove run`: one VM, headless, its serial console on this terminal.
 
-use crate::cli::{QmpSpec, RunArgs};
+use crate::cli::{DisplayMode, QmpSpec, RunArgs};
 use crate::console_escape::{ConsoleAction, EscapeParser, HELP};
 use crate::terminal::RawModeGuard;
 use emu::config::{BootSource, RebootAction, VmConfig};
@@ -56,6 +56,10 @@ fn config_from_args(args: &RunArgs) -> VmConfig {
         },
         disks: args.disks.clone(),
         rng: !args.no_rng,
+        display: emu::config::DisplayConfig {
+            enabled: args.gpu || args.display == DisplayMode::Window,
+            ..Default::default()
+        },
     }
 }
 

@@ -34,6 +34,41 @@ pub struct VmConfig {
     /// Whether the guest gets a virtio-rng device (entropy from the host).
     #[serde(default = "default_true")]
     pub rng: bool,
+    /// A graphical display (virtio-gpu with a keyboard and tablet), or none.
+    #[serde(default)]
+    pub display: DisplayConfig,
+}
+
+/// The VM's display hardware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisplayConfig {
+    /// virtio-gpu, virtio keyboard and virtio tablet are present.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The display size offered at boot (the window's size follows later).
+    #[serde(default = "default_display_width")]
+    pub width: u32,
+    #[serde(default = "default_display_height")]
+    pub height: u32,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            width: default_display_width(),
+            height: default_display_height(),
+        }
+    }
+}
+
+fn default_display_width() -> u32 {
+    1024
+}
+
+fn default_display_height() -> u32 {
+    768
 }
 
 fn default_name() -> String {
@@ -410,6 +445,16 @@ impl VmConfig {
             }
             seen.push((identity, &disk.path));
         }
+        let display = &self.display;
+        let limit = crate::virtio::gpu::state::MAX_DIMENSION;
+        if display.enabled
+            && !((16..=limit).contains(&display.width) && (16..=limit).contains(&display.height))
+        {
+            return Err(format!(
+                "display size {}x{} is outside 16x16 to {limit}x{limit}",
+                display.width, display.height
+            ));
+        }
         Ok(())
     }
 }
@@ -456,6 +501,11 @@ mod tests {
                 },
             ],
             rng: false,
+            display: DisplayConfig {
+                enabled: true,
+                width: 1280,
+                height: 800,
+            },
         };
         let text = cfg.to_toml().unwrap();
         assert!(text.contains("memory = \"256M\""), "{text}");

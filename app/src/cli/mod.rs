@@ -79,10 +79,24 @@ pub struct RunArgs {
     /// Print VM statistics (boots, emulated and recovered instructions) on exit.
     #[arg(long)]
     pub stats: bool,
+    /// Where the guest's display goes: none (headless; the serial console is on this
+    /// terminal) or window (a window with the guest's screen, keyboard and pointer).
+    #[arg(long, value_enum, default_value = "none")]
+    pub display: DisplayMode,
+    /// Give a headless VM a virtio GPU, keyboard and tablet anyway (for QMP screendump).
+    #[arg(long)]
+    pub gpu: bool,
     /// Serve QMP, QEMU's control protocol, on a Unix socket (mode 0600). `wait=on` holds the
     /// VM until a client connects.
     #[arg(long, value_name = "unix:PATH[,server=on][,wait=off]")]
     pub qmp: Option<QmpSpec>,
+}
+
+/// Where the guest's display goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DisplayMode {
+    None,
+    Window,
 }
 
 /// Where and how to serve QMP.

@@ -4,6 +4,7 @@
 
 use super::events::{EventBus, TimedEvent};
 use crate::config::VmConfig;
+use crate::machine::display_port::{DisplayPort, ImageFormat};
 use crate::machine::VmHandle;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
@@ -84,11 +85,33 @@ impl ControlState {
 pub struct VmController {
     handle: VmHandle,
     state: Arc<ControlState>,
+    display: Option<DisplayPort>,
 }
 
 impl VmController {
-    pub(crate) fn new(handle: VmHandle, state: Arc<ControlState>) -> Self {
-        Self { handle, state }
+    pub(crate) fn new(
+        handle: VmHandle,
+        state: Arc<ControlState>,
+        display: Option<DisplayPort>,
+    ) -> Self {
+        Self {
+            handle,
+            state,
+            display,
+        }
+    }
+
+    /// The display's host side (input, size, snapshots), when the VM has a display.
+    pub fn display(&self) -> Option<&DisplayPort> {
+        self.display.as_ref()
+    }
+
+    /// Writes what the guest's display shows to `path`.
+    pub fn screendump(&self, path: &std::path::Path, format: ImageFormat) -> Result<(), String> {
+        match &self.display {
+            Some(display) => display.screendump(path, format),
+            None => Err("this VM has no display".into()),
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -3,6 +3,7 @@
 //! order the hardware needs, so this file reads as the machine's wiring diagram.
 
 use super::console::ConsoleOutput;
+use super::display_port::DisplayPort;
 use super::events::{EventPowerSink, MachineEvent};
 use super::pci_devices::{DeviceError, PciWiring};
 use crate::arch::x86_64::layout::{self, ports};
@@ -17,6 +18,8 @@ use crate::hypervisor::kvm_vm::{self, KvmError, KvmIrqLine, KvmVm};
 use crate::hypervisor::vcpu::create_vcpu;
 use crate::interrupt::SharedLine;
 use crate::memory::{self, MemoryError};
+use crate::virtio::gpu::{Gpu, GpuHandle, GpuOptions};
+use crate::virtio::input::Input;
 use kvm_ioctls::VcpuFd;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -64,6 +67,8 @@ pub struct Machine {
     /// The PCI root bus and, through it, every PCI device and its worker threads.
     #[allow(dead_code)]
     pub(super) pci: PciWiring,
+    /// The GPU, when the VM has a display.
+    pub(super) gpu: Option<GpuHandle>,
 }
 
 /// Builds the machine `config` describes. Its devices report power requests on `events`; its
@@ -72,6 +77,7 @@ pub fn build_machine(
     config: &VmConfig,
     console: &ConsoleOutput,
     events: &Sender<MachineEvent>,
+    display: Option<&DisplayPort>,
 ) -> Result<Machine, BuildError> {
     if config.cpus == 0 {
         return Err(BuildError::CpuCount(config.cpus));
@@ -140,6 +146,10 @@ pub fn build_machine(
     let reset_port = shared(reset::ResetControl::new(power));
 
     let pci = attach_pci_devices(config, &vm, &memory, &pio, &mmio, reset_port)?;
+    let gpu = match display {
+        Some(port) => Some(attach_display(&pci, port)?),
+        None => None,
+    };
 
     let rsdp = acpi::create_acpi_tables(&memory, config.cpus)
         .map_err(|e| BuildError::Acpi(e.to_string()))?;
@@ -189,7 +199,26 @@ pub fn build_machine(
         acpi_pm,
         pit,
         pci,
+        gpu,
     })
+}
+
+/// virtio-gpu (showing on the port's sink), then the virtio keyboard and tablet fed from the
+/// port's queues.
+fn attach_display(pci: &PciWiring, port: &DisplayPort) -> Result<GpuHandle, BuildError> {
+    let (width, height) = port.size();
+    let (gpu, handle) = Gpu::new(
+        &GpuOptions {
+            width,
+            height,
+            ..GpuOptions::default()
+        },
+        port.sink(),
+    );
+    pci.add_virtio(Box::new(gpu))?;
+    pci.add_virtio(Box::new(Input::keyboard(port.keyboard_queue())))?;
+    pci.add_virtio(Box::new(Input::tablet(port.tablet_queue())))?;
+    Ok(handle)
 }
 
 /// The PCI root bus with the VM's disks (virtio-blk, one queue per vCPU) and virtio-rng.

@@ -3,6 +3,7 @@
 
 pub mod builder;
 pub mod console;
+pub mod display_port;
 pub mod events;
 pub mod pci_devices;
 pub mod runner;

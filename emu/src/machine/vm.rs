@@ -4,6 +4,7 @@
 
 use super::builder::{build_machine, BuildError};
 use super::console::ConsoleOutput;
+use super::display_port::DisplayPort;
 use super::events::{MachineEvent, RunOutcome, VmExit};
 use crate::config::{RebootAction, VmConfig};
 use crate::control::controller::ControlState;
@@ -40,6 +41,7 @@ pub struct Vm {
     recovery: Arc<RecoveryStats>,
     stats: VmStatistics,
     control: Arc<ControlState>,
+    display: Option<DisplayPort>,
 }
 
 impl Vm {
@@ -54,13 +56,19 @@ impl Vm {
             recovery: Arc::new(RecoveryStats::default()),
             stats: VmStatistics::default(),
             control: Arc::new(ControlState::new(&config)),
+            display: display_port(&config),
             config,
         }
     }
 
     /// The control API for this VM (commands, queries, events), for any thread.
     pub fn controller(&self) -> VmController {
-        VmController::new(self.handle(), self.control.clone())
+        VmController::new(self.handle(), self.control.clone(), self.display.clone())
+    }
+
+    /// The display hardware's host side, when the VM has a display.
+    pub fn display(&self) -> Option<DisplayPort> {
+        self.display.clone()
     }
 
     /// A handle for other threads.
@@ -107,7 +115,15 @@ impl Vm {
     fn run_boots(&mut self) -> Result<VmExit, BuildError> {
         let mut start_paused = false;
         loop {
-            let machine = build_machine(&self.config, &self.console, &self.sender)?;
+            let machine = build_machine(
+                &self.config,
+                &self.console,
+                &self.sender,
+                self.display.as_ref(),
+            )?;
+            if let Some(port) = &self.display {
+                port.set_gpu(machine.gpu.clone());
+            }
             if let Some(reason) = self.pending_events(&mut start_paused) {
                 return Ok(VmExit::Stopped(reason));
             }
@@ -132,6 +148,9 @@ impl Vm {
             );
             *lock(&self.serial) = None;
             *lock(&self.state) = None;
+            if let Some(port) = &self.display {
+                port.set_gpu(None);
+            }
             self.stats.kvm_emulated_instructions += figures.kvm_emulated_instructions;
             self.stats.kvm_exits += figures.kvm_exits;
             start_paused = figures.ended_paused;
@@ -212,6 +231,22 @@ impl Vm {
             let _ = self.sender.send(MachineEvent::PowerButton);
         }
         stop
+    }
+}
+
+/// The display port of a VM with a display.
+fn display_port(config: &VmConfig) -> Option<DisplayPort> {
+    if !config.display.enabled {
+        return None;
+    }
+    match DisplayPort::new(config.display.width, config.display.height) {
+        Ok(port) => Some(port),
+        Err(e) => {
+            log::error!(
+                "cannot set up the display's input queues: {e}; the VM runs without a display"
+            );
+            None
+        }
     }
 }
 

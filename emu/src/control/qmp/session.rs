@@ -4,7 +4,9 @@
 
 use super::framing::Frame;
 use crate::control::{BlockInfo, CpuInfo, TimedEvent, VmEvent, VmStatus};
+use crate::machine::display_port::ImageFormat;
 use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 /// What a QMP session needs from the VM.
@@ -17,6 +19,7 @@ pub trait QmpTarget: Send + Sync {
     fn quit(&self);
     fn cpus(&self) -> Vec<CpuInfo>;
     fn block_devices(&self) -> Vec<BlockInfo>;
+    fn screendump(&self, path: &Path, format: ImageFormat) -> Result<(), String>;
 }
 
 impl QmpTarget for crate::control::VmController {
@@ -44,6 +47,9 @@ impl QmpTarget for crate::control::VmController {
     fn block_devices(&self) -> Vec<BlockInfo> {
         self.block_devices()
     }
+    fn screendump(&self, path: &Path, format: ImageFormat) -> Result<(), String> {
+        self.screendump(path, format)
+    }
 }
 
 /// The commands Cove answers, in `query-commands` order.
@@ -59,6 +65,7 @@ pub const COMMANDS: &[&str] = &[
     "quit",
     "query-cpus-fast",
     "query-block",
+    "screendump",
 ];
 
 /// QMP error classes.
@@ -174,6 +181,13 @@ impl Session {
                 format!("The command {command} has not been found"),
             ));
         }
+        if command == "screendump" {
+            let (path, format) = screendump_arguments(arguments)?;
+            target
+                .screendump(&path, format)
+                .map_err(|e| (class::GENERIC, e))?;
+            return Ok(json!({}));
+        }
         // None of the other commands takes arguments.
         if let Some(name) = arguments.keys().next() {
             return Err((class::GENERIC, format!("Parameter '{name}' is unexpected")));
@@ -250,6 +264,62 @@ fn capabilities_arguments(arguments: &Map<String, Value>) -> Result<(), (&'stati
         }
     }
     Ok(())
+}
+
+/// `screendump`'s arguments: `filename` (required), `format` (`ppm`, QEMU's default, or
+/// `png`), and `device`/`head`, which name the one display Cove has.
+fn screendump_arguments(
+    arguments: &Map<String, Value>,
+) -> Result<(PathBuf, ImageFormat), (&'static str, String)> {
+    let mut path = None;
+    let mut format = ImageFormat::Ppm;
+    for (key, value) in arguments {
+        match (key.as_str(), value) {
+            ("filename", Value::String(name)) if !name.is_empty() => {
+                path = Some(PathBuf::from(name))
+            }
+            ("filename", Value::String(_)) => {
+                return Err((
+                    class::GENERIC,
+                    "Parameter 'filename' must not be empty".into(),
+                ))
+            }
+            ("format", Value::String(f)) if f == "png" => format = ImageFormat::Png,
+            ("format", Value::String(f)) if f == "ppm" => format = ImageFormat::Ppm,
+            ("format", Value::String(f)) => {
+                return Err((
+                    class::GENERIC,
+                    format!("Parameter 'format' does not accept value '{f}'"),
+                ))
+            }
+            ("device", Value::String(_)) => {}
+            ("head", Value::Number(n)) if n.as_u64() == Some(0) => {}
+            ("head", Value::Number(_)) => {
+                return Err((
+                    class::GENERIC,
+                    "Head 0 is the only head of the display".into(),
+                ))
+            }
+            ("filename" | "format" | "device", _) => {
+                return Err((
+                    class::GENERIC,
+                    format!("Invalid parameter type for '{key}', expected: string"),
+                ))
+            }
+            ("head", _) => {
+                return Err((
+                    class::GENERIC,
+                    "Invalid parameter type for 'head', expected: integer".into(),
+                ))
+            }
+            _ => return Err((class::GENERIC, format!("Parameter '{key}' is unexpected"))),
+        }
+    }
+    let path = path.ok_or((
+        class::GENERIC,
+        "Parameter 'filename' is missing".to_string(),
+    ))?;
+    Ok((path, format))
 }
 
 fn version() -> Value {
@@ -403,6 +473,20 @@ mod tests {
                 serial: None,
             }]
         }
+        fn screendump(&self, path: &Path, format: ImageFormat) -> Result<(), String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(if format == ImageFormat::Png {
+                    "png"
+                } else {
+                    "ppm"
+                });
+            if path.starts_with("/nonexistent") {
+                return Err("cannot create it".into());
+            }
+            Ok(())
+        }
     }
 
     fn send(session: &mut Session, fake: &Fake, text: &str) -> Value {
@@ -544,6 +628,51 @@ mod tests {
             fake.calls.lock().unwrap().is_empty(),
             "no bad input reached the VM"
         );
+    }
+
+    #[test]
+    fn screendump_arguments_are_checked() {
+        let (mut session, fake) = negotiated();
+        let ok = send(
+            &mut session,
+            &fake,
+            r#"{"execute":"screendump","arguments":{"filename":"/tmp/a.png","format":"png"}}"#,
+        );
+        assert_eq!(ok, json!({"return": {}}));
+        let ok = send(
+            &mut session,
+            &fake,
+            r#"{"execute":"screendump","arguments":{"filename":"/tmp/a.ppm","device":"gpu0","head":0}}"#,
+        );
+        assert_eq!(ok, json!({"return": {}}));
+        assert_eq!(*fake.calls.lock().unwrap(), vec!["png", "ppm"]);
+        for (args, words) in [
+            (r#"{}"#, "'filename' is missing"),
+            (r#"{"filename": 5}"#, "expected: string"),
+            (r#"{"filename": ""}"#, "must not be empty"),
+            (r#"{"filename": "/tmp/x", "format": "bmp"}"#, "'bmp'"),
+            (r#"{"filename": "/tmp/x", "head": 2}"#, "Head 0"),
+            (
+                r#"{"filename": "/tmp/x", "head": "0"}"#,
+                "expected: integer",
+            ),
+            (
+                r#"{"filename": "/tmp/x", "color": true}"#,
+                "'color' is unexpected",
+            ),
+            (r#"{"filename": "/nonexistent/x"}"#, "cannot create"),
+        ] {
+            let reply = send(
+                &mut session,
+                &fake,
+                &format!(r#"{{"execute":"screendump","arguments":{args}}}"#),
+            );
+            assert_eq!(error_class(&reply), class::GENERIC, "{args}");
+            assert!(
+                reply["error"]["desc"].as_str().unwrap().contains(words),
+                "{args}: {reply}"
+            );
+        }
     }
 
     #[test]
