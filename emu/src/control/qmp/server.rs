@@ -31,6 +31,9 @@ pub type Subscribe = Arc<dyn Fn() -> Receiver<TimedEvent> + Send + Sync>;
 /// A listening QMP socket.
 pub struct QmpServer {
     path: PathBuf,
+    /// Device and inode of the socket this server created, so shutdown never removes a
+    /// socket another process has since put at the same path.
+    identity: Option<(u64, u64)>,
     shared: Arc<Shared>,
     accept_thread: Option<JoinHandle<()>>,
 }
@@ -68,6 +71,7 @@ impl QmpServer {
         }
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let identity = socket_identity(path);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             clients: AtomicUsize::new(0),
@@ -82,6 +86,7 @@ impl QmpServer {
         log::info!("QMP listening on {}", path.display());
         Ok(Self {
             path: path.to_path_buf(),
+            identity,
             shared,
             accept_thread: Some(accept_thread),
         })
@@ -119,8 +124,17 @@ impl QmpServer {
         while self.shared.clients.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = std::fs::remove_file(&self.path);
+        if self.identity.is_some() && socket_identity(&self.path) == self.identity {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 impl Drop for QmpServer {
@@ -296,5 +310,64 @@ fn forward_events(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{BlockInfo, CpuInfo, VmStatus};
+    use crate::machine::display_port::ImageFormat;
+
+    struct Idle;
+
+    impl QmpTarget for Idle {
+        fn status(&self) -> VmStatus {
+            VmStatus::Running
+        }
+        fn pause(&self) {}
+        fn resume(&self) {}
+        fn reset(&self) {}
+        fn power_down(&self) {}
+        fn quit(&self) {}
+        fn cpus(&self) -> Vec<CpuInfo> {
+            Vec::new()
+        }
+        fn block_devices(&self) -> Vec<BlockInfo> {
+            Vec::new()
+        }
+        fn screendump(&self, _path: &Path, _format: ImageFormat) -> Result<(), String> {
+            Err("no display".into())
+        }
+    }
+
+    fn start(path: &Path) -> io::Result<QmpServer> {
+        QmpServer::start(
+            path,
+            Arc::new(Idle),
+            Arc::new(|| std::sync::mpsc::channel().1),
+        )
+    }
+
+    #[test]
+    fn shutdown_leaves_a_newer_socket_at_the_same_path_alone() {
+        let dir = std::env::temp_dir().join(format!("cove-qmp-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vm.sock");
+        let first = start(&path).unwrap();
+        // Another VM replaces the socket (after the first one's was deleted).
+        std::fs::remove_file(&path).unwrap();
+        let second = start(&path).unwrap();
+        first.shutdown();
+        assert!(path.exists(), "the second server's socket survived");
+        assert!(UnixStream::connect(&path).is_ok());
+        second.shutdown();
+        assert!(!path.exists());
+        // A live socket is not taken over.
+        let live = start(&path).unwrap();
+        let err = start(&path).err().expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        live.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
