@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: set up, build the guest test kernel (cached outside the tree), then
-# every test in the workspace. KVM tests need /dev/kvm; under CI=true its absence is a failure.
+# every test in the workspace, then a short fuzzing run (scripts/fuzz-smoke.sh, FUZZ_SECONDS).
+# KVM tests need /dev/kvm; under CI=true its absence is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,3 +13,4 @@ export COVE_TEST_KERNEL_DIR
 bash tests/qmp/ensure-venv.sh >/dev/null
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads=2
+bash scripts/fuzz-smoke.sh

@@ -2,11 +2,11 @@
 //! INTx levels are recorded so tests can wait for them.
 
 use crate::interrupt::{InterruptLine, MsiController, MsiMessage, MsiVector, SharedLine};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Records every MSI message sent, in order.
+/// Records every MSI message sent, in order, and how many were sent with each data value.
 #[derive(Default)]
 pub struct MsiRecorder {
     log: Arc<MsiLog>,
@@ -14,31 +14,38 @@ pub struct MsiRecorder {
 
 #[derive(Default)]
 struct MsiLog {
-    sent: Mutex<Vec<MsiMessage>>,
+    sent: Mutex<Sent>,
     changed: Condvar,
 }
 
+#[derive(Default)]
+struct Sent {
+    messages: Vec<MsiMessage>,
+    /// Messages per data value, so counting and waiting do not scan the whole log.
+    counts: HashMap<u32, usize>,
+}
+
 impl MsiRecorder {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sent> {
+        self.log.sent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Every message sent so far.
     pub fn sent(&self) -> Vec<MsiMessage> {
-        self.log
-            .sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.lock().messages.clone()
     }
 
     /// How many messages with `data` were sent.
     pub fn count(&self, data: u32) -> usize {
-        self.sent().iter().filter(|m| m.data == data).count()
+        self.lock().counts.get(&data).copied().unwrap_or(0)
     }
 
     /// Waits until at least `n` messages with `data` were sent; false on timeout.
     pub fn wait_count(&self, data: u32, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut sent = self.log.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sent = self.lock();
         loop {
-            if sent.iter().filter(|m| m.data == data).count() >= n {
+            if sent.counts.get(&data).copied().unwrap_or(0) >= n {
                 return true;
             }
             let now = Instant::now();
@@ -80,11 +87,10 @@ impl MsiVector for RecordedVector {
 
     fn trigger(&self) {
         let message = *self.message.lock().unwrap_or_else(|e| e.into_inner());
-        self.log
-            .sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(message);
+        let mut sent = self.log.sent.lock().unwrap_or_else(|e| e.into_inner());
+        sent.messages.push(message);
+        *sent.counts.entry(message.data).or_default() += 1;
+        drop(sent);
         self.log.changed.notify_all();
     }
 }

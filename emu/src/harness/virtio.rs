@@ -8,8 +8,9 @@ use crate::pci::config_space::{CAP_ID_MSIX, CAP_ID_VENDOR};
 use crate::pci::PciAddress;
 use crate::virtio::pci::{cap_type, common};
 use crate::virtio::{features, status};
+use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Address, Bytes, GuestAddress};
 
 pub const DESC_F_NEXT: u16 = 1;
 pub const DESC_F_WRITE: u16 = 2;
@@ -62,6 +63,8 @@ pub struct DriverQueue {
     pub desc: GuestAddress,
     pub avail: GuestAddress,
     pub used: GuestAddress,
+    /// The MSI-X vector the queue interrupts through.
+    pub vector: u16,
     next_desc: u16,
     avail_idx: u16,
     last_used: u16,
@@ -227,6 +230,7 @@ impl<'h> VirtioDriver<'h> {
             desc,
             avail,
             used,
+            vector,
             next_desc: 0,
             avail_idx: 0,
             last_used: 0,
@@ -297,9 +301,18 @@ impl<'h> VirtioDriver<'h> {
             .write_mem(GuestAddress(queue.desc.0 + 16 * u64::from(slot)), &raw);
     }
 
-    /// Puts `buffers` in consecutive descriptors as one chain and makes it available.
-    /// Returns the head index.
+    /// Puts `buffers` in consecutive descriptors as one chain, makes it available and rings
+    /// the doorbell. Returns the head index.
     pub fn submit(&mut self, index: u16, buffers: &[Buffer]) -> u16 {
+        let head = self.add_chain(index, buffers);
+        self.notify(index);
+        head
+    }
+
+    /// Puts `buffers` in consecutive descriptors as one chain and makes it available without
+    /// ringing the doorbell (a driver adding a batch rings once, with [`Self::notify`]).
+    /// Returns the head index.
+    pub fn add_chain(&mut self, index: u16, buffers: &[Buffer]) -> u16 {
         let queue = *self.queue_mut(index);
         assert!(!buffers.is_empty() && buffers.len() <= usize::from(queue.size));
         let head = queue.next_desc;
@@ -322,7 +335,7 @@ impl<'h> VirtioDriver<'h> {
             );
         }
         self.queue_mut(index).next_desc = (head + buffers.len() as u16) % queue.size;
-        self.make_available(index, head);
+        self.publish(index, head);
         head
     }
 
@@ -362,16 +375,23 @@ impl<'h> VirtioDriver<'h> {
 
     /// Adds `head` to the available ring, publishes the index and rings the doorbell.
     pub fn make_available(&mut self, index: u16, head: u16) {
+        self.publish(index, head);
+        self.notify(index);
+    }
+
+    /// Adds `head` to the available ring and publishes the index, without the doorbell.
+    pub fn publish(&mut self, index: u16, head: u16) {
         let queue = *self.queue_mut(index);
         let slot = queue.avail_idx % queue.size;
         self.harness.write_mem(
             GuestAddress(queue.avail.0 + 4 + 2 * u64::from(slot)),
             &head.to_le_bytes(),
         );
+        // The device must see the entry before the index that covers it.
+        fence(Ordering::Release);
         let idx = queue.avail_idx.wrapping_add(1);
         self.queue_mut(index).avail_idx = idx;
         self.set_avail_idx(index, idx);
-        self.notify(index);
     }
 
     /// Writes the available ring's index as given (tests use it to claim too many entries).
@@ -398,30 +418,97 @@ impl<'h> VirtioDriver<'h> {
             .iter()
             .find(|q| q.index == index)
             .expect("queue");
-        let raw = self.harness.read_mem(GuestAddress(queue.used.0 + 2), 2);
-        u16::from_le_bytes([raw[0], raw[1]])
+        self.harness
+            .memory
+            .read_obj(queue.used.unchecked_add(2))
+            .expect("used ring in guest memory")
     }
 
-    /// Waits for the next used entry of queue `index`.
+    /// Takes the next used entry of queue `index`, if the device returned one.
+    pub fn take_used(&mut self, index: u16) -> Option<UsedElement> {
+        let queue = *self.queue_mut(index);
+        if self.used_idx(index) == queue.last_used {
+            return None;
+        }
+        // The device publishes the entry before the index.
+        fence(Ordering::Acquire);
+        let slot = queue.last_used % queue.size;
+        let raw: [u8; 8] = self
+            .harness
+            .memory
+            .read_obj(queue.used.unchecked_add(4 + 8 * u64::from(slot)))
+            .expect("used ring in guest memory");
+        self.queue_mut(index).last_used = queue.last_used.wrapping_add(1);
+        Some(UsedElement {
+            id: u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
+            len: u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]),
+        })
+    }
+
+    /// Waits for the next used entry of queue `index`, polling the used ring every 50 µs.
     pub fn wait_used(&mut self, index: u16, timeout: Duration) -> Option<UsedElement> {
         let deadline = Instant::now() + timeout;
         loop {
-            let queue = *self.queue_mut(index);
-            if self.used_idx(index) != queue.last_used {
-                let slot = queue.last_used % queue.size;
-                let raw = self
-                    .harness
-                    .read_mem(GuestAddress(queue.used.0 + 4 + 8 * u64::from(slot)), 8);
-                self.queue_mut(index).last_used = queue.last_used.wrapping_add(1);
-                return Some(UsedElement {
-                    id: u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
-                    len: u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]),
-                });
+            if let Some(used) = self.take_used(index) {
+                return Some(used);
             }
             if Instant::now() >= deadline {
                 return None;
             }
             std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// Waits for the next used entry of queue `index` as an interrupt-driven guest driver
+    /// does: with EVENT_IDX it first asks for an interrupt at the next used entry (used_event),
+    /// then sleeps on the queue's MSI vector until the device sends it. Needs MSI-X on and the
+    /// queue's vector unmasked (as [`Self::init`] leaves them). No sleeping poll: the wake-up
+    /// is as fast as the device's interrupt.
+    pub fn wait_used_interrupt(&mut self, index: u16, timeout: Duration) -> Option<UsedElement> {
+        let deadline = Instant::now() + timeout;
+        let queue = *self.queue_mut(index);
+        let data = msi_data(queue.vector);
+        let event_idx = self.features & features::RING_EVENT_IDX != 0;
+        loop {
+            // Count first: an interrupt sent after this point wakes the wait below.
+            let seen = self.harness.msi.count(data);
+            if event_idx {
+                let last_used = self.queue_mut(index).last_used;
+                self.set_used_event(index, last_used);
+                // The device reads used_event after publishing the used index; either it sees
+                // ours or we see its entry.
+                fence(Ordering::SeqCst);
+            }
+            if let Some(used) = self.take_used(index) {
+                return Some(used);
+            }
+            let now = Instant::now();
+            if now >= deadline || !self.harness.msi.wait_count(data, seen + 1, deadline - now) {
+                return self.take_used(index);
+            }
+        }
+    }
+
+    /// Waits for the next used entry of queue `index` by polling the used ring without
+    /// sleeping: spinning for a short while, then yielding the CPU between polls. The lowest
+    /// latency where a core is free for it; needs no interrupt.
+    pub fn wait_used_spin(&mut self, index: u16, timeout: Duration) -> Option<UsedElement> {
+        const SPINS: u64 = 256;
+        let deadline = Instant::now() + timeout;
+        let mut polls = 0u64;
+        loop {
+            if let Some(used) = self.take_used(index) {
+                return Some(used);
+            }
+            polls += 1;
+            if polls < SPINS {
+                std::hint::spin_loop();
+                continue;
+            }
+            if polls.is_multiple_of(64) && Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::yield_now();
         }
     }
 

@@ -35,6 +35,24 @@ impl VirtioInterrupt {
         }
     }
 
+    /// The interrupt state of a function with `queues` queues, no MSI-X table and no INTx line
+    /// attached, whose status is already DRIVER_OK: signals only set the ISR bits. For running a
+    /// device's queue service without a transport (fuzz targets, benchmarks).
+    pub fn detached(queues: usize) -> Self {
+        Self::new(
+            Arc::new(Mutex::new(Msix::new(Vec::new()))),
+            queues,
+            Arc::new(AtomicU8::new(
+                status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+            )),
+        )
+    }
+
+    /// Whether a chain or ring the driver broke has put the function in DEVICE_NEEDS_RESET.
+    pub fn needs_reset(&self) -> bool {
+        self.device_status.load(Ordering::Acquire) & status::DEVICE_NEEDS_RESET != 0
+    }
+
     /// The driver used entries of queue `index`.
     pub fn signal_queue(&self, index: u16) {
         let vector = self

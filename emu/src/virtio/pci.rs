@@ -3,6 +3,7 @@
 //! announced by vendor capabilities; the status state machine and feature negotiation; queue
 //! set-up checked against guest memory before the device sees it.
 
+use super::queue_service::{ready_queue, QueueLayout};
 use super::{features, status, Activation, ReadyQueue, VirtioDevice, VirtioInterrupt};
 use crate::doorbell::DoorbellRegistry;
 use crate::interrupt::{MsiController, SharedLine};
@@ -11,7 +12,6 @@ use crate::pci::msix::{Msix, NO_VECTOR};
 use crate::pci::PciDevice;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -461,24 +461,15 @@ impl VirtioPciDevice {
             if !regs.enabled {
                 continue;
             }
-            let mut queue =
-                Queue::new(regs.max_size).map_err(|e| format!("queue {index}: {e:?}"))?;
-            queue
-                .try_set_size(regs.size)
-                .map_err(|e| format!("queue {index}: size {}: {e:?}", regs.size))?;
-            queue
-                .try_set_desc_table_address(GuestAddress(regs.desc))
-                .and_then(|_| queue.try_set_avail_ring_address(GuestAddress(regs.driver)))
-                .and_then(|_| queue.try_set_used_ring_address(GuestAddress(regs.device)))
-                .map_err(|e| format!("queue {index}: {e:?}"))?;
-            queue.set_event_idx(event_idx);
-            queue.set_ready(true);
-            if !queue.is_valid(&self.memory) {
-                return Err(format!(
-                    "queue {index}: rings (desc {:#x}, avail {:#x}, used {:#x}, size {}) are not in guest memory",
-                    regs.desc, regs.driver, regs.device, regs.size
-                ));
-            }
+            let layout = QueueLayout {
+                max_size: regs.max_size,
+                size: regs.size,
+                desc: GuestAddress(regs.desc),
+                avail: GuestAddress(regs.driver),
+                used: GuestAddress(regs.device),
+            };
+            let queue = ready_queue(layout, event_idx, &self.memory)
+                .map_err(|e| format!("queue {index}: {e}"))?;
             ready.push(ReadyQueue {
                 index: index as u16,
                 queue,

@@ -27,7 +27,15 @@ pub const QUEUE_SIZE: u16 = 256;
 /// The most queues a device offers.
 pub const MAX_QUEUES: u16 = 16;
 /// Largest discard or write-zeroes range, in sectors (1 GiB).
-const MAX_RANGE_SECTORS: u32 = 1 << 21;
+pub const MAX_RANGE_SECTORS: u32 = 1 << 21;
+/// What the device lets one request do, as its config space announces it: one range of at most
+/// [`MAX_RANGE_SECTORS`] per discard or write-zeroes request.
+pub const LIMITS: Limits = Limits {
+    max_discard_sectors: MAX_RANGE_SECTORS,
+    max_discard_segments: 1,
+    max_write_zeroes_sectors: MAX_RANGE_SECTORS,
+    max_write_zeroes_segments: 1,
+};
 const CONFIG_LEN: usize = 60;
 
 /// How to build a block device.
@@ -138,12 +146,7 @@ impl VirtioDevice for Block {
             .unzip();
         let disk = self.disk.clone();
         let serial = self.serial;
-        let limits = Limits {
-            max_discard_sectors: MAX_RANGE_SECTORS,
-            max_discard_segments: 1,
-            max_write_zeroes_sectors: MAX_RANGE_SECTORS,
-            max_write_zeroes_segments: 1,
-        };
+        let limits = LIMITS;
         let mut buffer = Vec::new();
         let worker = Worker::spawn("virtio-blk", doorbells, move |slot| {
             let Some((index, queue)) = queues.get_mut(slot) else {

@@ -12,6 +12,9 @@ pub const SECTOR_SIZE: u64 = 512;
 pub const ID_BYTES: usize = 20;
 /// Bytes moved between disk and guest per step, bounding the bounce buffer.
 const CHUNK: usize = 1 << 20;
+/// The most data one read may return: data and status byte must fit the used ring's 32-bit
+/// length.
+const MAX_READ_LEN: u64 = u32::MAX as u64 - 1;
 
 /// Request types.
 pub mod kind {
@@ -206,6 +209,9 @@ fn read_sectors(
     if !len.is_multiple_of(SECTOR_SIZE) {
         return Err((format!("length {len} is not a whole number of sectors"), 0));
     }
+    if len > MAX_READ_LEN {
+        return Err((format!("length {len} is more than a request can return"), 0));
+    }
     let mut offset = disk_offset(sector, len, ctx.disk).map_err(|e| (e, 0))?;
     let mut written: u32 = 0;
     let mut left = len;
@@ -323,4 +329,107 @@ fn ranges(
         }
     }
     (status::OK, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use vm_memory::GuestAddress;
+
+    /// A large disk of zeros that counts the bytes read from it.
+    #[derive(Default)]
+    struct CountingDisk {
+        read: AtomicU64,
+    }
+
+    impl DiskBackend for CountingDisk {
+        fn size(&self) -> u64 {
+            16 << 30
+        }
+        fn read_only(&self) -> bool {
+            true
+        }
+        fn read_at(&self, buf: &mut [u8], _offset: u64) -> io::Result<()> {
+            self.read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            Ok(())
+        }
+        fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {
+            Err(io::ErrorKind::PermissionDenied.into())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn discard(&self, _offset: u64, _len: u64) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_zeroes(&self, _offset: u64, _len: u64, _may_unmap: bool) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn segment(address: u64, len: u32, writable: bool) -> Segment {
+        Segment {
+            address: GuestAddress(address),
+            len,
+            writable,
+        }
+    }
+
+    /// A read whose buffers add up to 4 GiB or more could not report its length in the used
+    /// ring: the byte count saturated at u32::MAX and adding the status byte overflowed (a
+    /// panic with overflow checks, a used length of 0 without). The guest's buffers may all
+    /// be the same memory, so a guest with little RAM can send one. It is refused before any
+    /// I/O now.
+    #[test]
+    fn reads_of_4_gib_or_more_are_refused_before_any_io() {
+        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        let mut header = [0u8; HEADER_LEN];
+        header[0..4].copy_from_slice(&kind::IN.to_le_bytes());
+        memory.write_slice(&header, GuestAddress(0)).unwrap();
+        let disk = CountingDisk::default();
+        let limits = Limits {
+            max_discard_sectors: 1,
+            max_discard_segments: 1,
+            max_write_zeroes_sectors: 1,
+            max_write_zeroes_segments: 1,
+        };
+        let mut buffer = Vec::new();
+        let mut ctx = RequestContext {
+            disk: &disk,
+            serial: &[0; ID_BYTES],
+            limits: &limits,
+            buffer: &mut buffer,
+        };
+        // 4096 writable buffers of 1 MiB, all at the same guest address: 4 GiB.
+        let mut segments = vec![segment(0, 16, false)];
+        segments.extend((0..4096).map(|_| segment(1 << 20, 1 << 20, true)));
+        segments.push(segment(0x100, 1, true));
+        let chain = Chain { head: 0, segments };
+        assert_eq!(execute(&chain, &memory, &mut ctx), Ok(1));
+        assert_eq!(
+            memory.read_obj::<u8>(GuestAddress(0x100)).unwrap(),
+            status::IOERR
+        );
+        assert_eq!(
+            disk.read.load(Ordering::Relaxed),
+            0,
+            "no I/O for a refused read"
+        );
+
+        // One sector less is served (and reports every byte).
+        let mut segments = vec![segment(0, 16, false)];
+        segments.extend((0..4095).map(|_| segment(1 << 20, 1 << 20, true)));
+        segments.push(segment(1 << 20, (1 << 20) - 512, true));
+        segments.push(segment(0x100, 1, true));
+        let chain = Chain { head: 0, segments };
+        let len = (4u64 << 30) - 512;
+        assert_eq!(execute(&chain, &memory, &mut ctx), Ok(len as u32 + 1));
+        assert_eq!(
+            memory.read_obj::<u8>(GuestAddress(0x100)).unwrap(),
+            status::OK
+        );
+        assert_eq!(disk.read.load(Ordering::Relaxed), len);
+    }
 }

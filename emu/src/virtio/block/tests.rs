@@ -651,6 +651,57 @@ fn event_idx_suppresses_interrupts_until_asked() {
     assert!(h.msi.wait_count(msi_data(0), 1, WAIT));
 }
 
+/// A batch added with one doorbell, collected by the interrupt-driven wait (EVENT_IDX asks
+/// for each next entry) and by the polling wait.
+#[test]
+fn batches_with_interrupt_and_polling_waits() {
+    let image = TempImage::new("waits", MIB);
+    let (h, address) = harness_with_disk(&image.0, false, 1);
+    let mut d = driver(&h, address);
+    assert_ne!(d.features & features::RING_EVENT_IDX, 0);
+    for sector in 0..8u64 {
+        assert_eq!(write(&mut d, sector, &[sector as u8; 512]), blk_status::OK);
+    }
+    for polling in [false, true] {
+        let requests: Vec<(u16, Request)> = (0..8u64)
+            .map(|sector| {
+                let r = request(&h, kind::IN, sector, 512);
+                let head = d.add_chain(
+                    0,
+                    &[
+                        Buffer::readable(r.header, 16),
+                        Buffer::writable(r.data, 512),
+                        Buffer::writable(r.status, 1),
+                    ],
+                );
+                (head, r)
+            })
+            .collect();
+        d.notify(0);
+        let mut heads = Vec::new();
+        for _ in 0..requests.len() {
+            let used = if polling {
+                d.wait_used_spin(0, WAIT)
+            } else {
+                d.wait_used_interrupt(0, WAIT)
+            }
+            .expect("the device returned the request");
+            assert_eq!(used.len, 513);
+            heads.push(used.id as u16);
+        }
+        assert_eq!(d.take_used(0), None, "nothing more was returned");
+        for (sector, (head, r)) in requests.iter().enumerate() {
+            assert!(heads.contains(head));
+            assert_eq!(status_of(&h, r), blk_status::OK);
+            assert_eq!(h.read_mem(r.data, 512), vec![sector as u8; 512]);
+        }
+    }
+    assert!(
+        h.msi.count(msi_data(0)) >= 1,
+        "the interrupt wait was woken by MSI"
+    );
+}
+
 #[test]
 fn reset_and_bar_relocation() {
     let image = TempImage::new("reloc", MIB);
