@@ -10,6 +10,10 @@ packages=(
   linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio xz-utils zstd
   # tests: disk images and their checks, namespaces and user switching
   e2fsprogs fdisk util-linux qemu-utils python3 python3-venv
+  # display: wgpu on Mesa (lavapipe Vulkan, llvmpipe GL), X11 for the window, Xvfb and
+  # xdotool for the end-to-end window tests
+  mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libx11-xcb1
+  libxcursor1 libxrandr2 libxi6 xvfb xdotool x11-utils
 )
 
 missing=()
@@ -25,6 +29,6 @@ if ((${#missing[@]})); then
 fi
 
 if ! command -v cargo >/dev/null; then
-  echo "setup: cargo is missing; install Rust 1.85 or newer (https://rustup.rs)" >&2
+  echo "setup: cargo is missing; install Rust 1.95 or newer (https://rustup.rs)" >&2
   exit 1
 fi

@@ -1,1 +1,13 @@
+//! Cove's guest display: the scanout sink a VM writes into ([`frames`]), its wgpu renderer
+//! ([`renderer`]) with an offscreen path for screenshots and measurements ([`offscreen`]), and
+//! the egui widget the app embeds ([`widget`]), with input translation ([`input`]) and scaling
+//! ([`scale`]).
 
+pub mod frames;
+pub mod input;
+pub mod offscreen;
+pub mod renderer;
+pub mod scale;
+
+pub use frames::{FrameSink, Frames};
+pub use scale::ScaleMode;

@@ -1,0 +1,246 @@
+//! The meeting point of the GPU device's worker and the renderer: a CPU mirror of scanout 0
+//! plus the region changed since the renderer last looked, and the cursor. [`FrameSink`] is
+//! the [`ScanoutSink`] the VM writes into; the renderer takes the dirty region and uploads
+//! only that.
+
+use emu::scanout::{CursorImage, PixelFormat, Rect, ScanoutSink, Surface};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The guest's screen as last flushed.
+pub struct Mirror {
+    pub width: u32,
+    pub height: u32,
+    pub format: PixelFormat,
+    pub pixels: Vec<u8>,
+}
+
+/// What changed since the last [`Frames::take_changes`].
+pub struct Changes<'a> {
+    /// The screen (None: the guest has no mode set).
+    pub mirror: Option<&'a Mirror>,
+    /// The part to upload; the whole screen after a mode change.
+    pub dirty: Option<Rect>,
+    /// A new cursor image (Some(None): hidden).
+    pub cursor_image: Option<Option<&'a CursorImage>>,
+    pub cursor_position: (u32, u32),
+}
+
+#[derive(Default)]
+struct State {
+    mirror: Option<Mirror>,
+    dirty: Option<Rect>,
+    cursor: Option<CursorImage>,
+    cursor_changed: bool,
+    cursor_position: (u32, u32),
+    frames: u64,
+}
+
+type Waker = Box<dyn Fn() + Send + Sync>;
+
+/// Shared between the VM (through [`FrameSink`]) and the renderer.
+#[derive(Default)]
+pub struct Frames {
+    state: Mutex<State>,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Frames {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Called after each guest update (the window asks egui to repaint).
+    pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
+        *lock(&self.waker) = Some(Box::new(waker));
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = lock(&self.waker).as_ref() {
+            waker();
+        }
+    }
+
+    /// The guest screen's size, if it has a mode.
+    pub fn size(&self) -> Option<(u32, u32)> {
+        lock(&self.state)
+            .mirror
+            .as_ref()
+            .map(|m| (m.width, m.height))
+    }
+
+    /// Guest updates seen so far.
+    pub fn frame_count(&self) -> u64 {
+        lock(&self.state).frames
+    }
+
+    /// Hands the changes since the last call to `apply` (under the lock, so the pixels do not
+    /// move), then forgets them.
+    pub fn take_changes<R>(&self, apply: impl FnOnce(Changes) -> R) -> R {
+        let mut state = lock(&self.state);
+        let dirty = state.dirty.take();
+        let cursor_changed = std::mem::take(&mut state.cursor_changed);
+        let state = &*state;
+        apply(Changes {
+            mirror: state.mirror.as_ref(),
+            dirty,
+            cursor_image: cursor_changed.then_some(state.cursor.as_ref()),
+            cursor_position: state.cursor_position,
+        })
+    }
+
+    /// A copy of the screen as RGBA (for screenshots of what the window shows).
+    pub fn rgba(&self) -> Option<(u32, u32, Vec<u8>)> {
+        let state = lock(&self.state);
+        let m = state.mirror.as_ref()?;
+        Some((m.width, m.height, m.format.to_rgba(&m.pixels)))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn union(a: Option<Rect>, b: Rect) -> Rect {
+    match a {
+        None => b,
+        Some(a) => {
+            let x = a.x.min(b.x);
+            let y = a.y.min(b.y);
+            let right = (a.x + a.width).max(b.x + b.width);
+            let bottom = (a.y + a.height).max(b.y + b.height);
+            Rect::new(x, y, right - x, bottom - y)
+        }
+    }
+}
+
+/// The sink a VM with a window writes its scanout into. Only scanout 0 is shown.
+pub struct FrameSink(pub Arc<Frames>);
+
+impl ScanoutSink for FrameSink {
+    fn configure(&self, index: u32, mode: Option<(u32, u32, PixelFormat)>) {
+        if index != 0 {
+            return;
+        }
+        let mut state = lock(&self.0.state);
+        match mode {
+            Some((width, height, format)) => {
+                let same = state
+                    .mirror
+                    .as_ref()
+                    .is_some_and(|m| (m.width, m.height, m.format) == (width, height, format));
+                if !same {
+                    state.mirror = Some(Mirror {
+                        width,
+                        height,
+                        format,
+                        pixels: vec![0; width as usize * height as usize * 4],
+                    });
+                    state.dirty = Some(Rect::new(0, 0, width, height));
+                }
+            }
+            None => {
+                state.mirror = None;
+                state.dirty = None;
+            }
+        }
+        drop(state);
+        self.0.wake();
+    }
+
+    fn update(&self, index: u32, surface: &Surface, dirty: Rect) {
+        if index != 0 {
+            return;
+        }
+        let mut state = lock(&self.0.state);
+        let Some(mirror) = state.mirror.as_mut() else {
+            return;
+        };
+        if (mirror.width, mirror.height) != (surface.width, surface.height)
+            || !dirty.fits_in(surface.width, surface.height)
+        {
+            return;
+        }
+        mirror.format = surface.format;
+        let stride = surface.width as usize * 4;
+        let row = dirty.width as usize * 4;
+        for y in dirty.y as usize..(dirty.y + dirty.height) as usize {
+            let start = y * stride + dirty.x as usize * 4;
+            mirror.pixels[start..start + row].copy_from_slice(&surface.pixels[start..start + row]);
+        }
+        state.dirty = Some(union(state.dirty, dirty));
+        state.frames += 1;
+        drop(state);
+        self.0.wake();
+    }
+
+    fn cursor_image(&self, index: u32, image: Option<&CursorImage>) {
+        if index != 0 {
+            return;
+        }
+        let mut state = lock(&self.0.state);
+        state.cursor = image.cloned();
+        state.cursor_changed = true;
+        drop(state);
+        self.0.wake();
+    }
+
+    fn cursor_position(&self, index: u32, x: u32, y: u32) {
+        if index != 0 {
+            return;
+        }
+        lock(&self.0.state).cursor_position = (x, y);
+        self.0.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn surface(pixels: &[u8]) -> Surface<'_> {
+        Surface {
+            width: 4,
+            height: 2,
+            format: PixelFormat::Bgrx,
+            pixels,
+        }
+    }
+
+    #[test]
+    fn dirty_regions_accumulate_and_are_taken_once() {
+        let frames = Frames::new();
+        let sink = FrameSink(frames.clone());
+        sink.configure(0, Some((4, 2, PixelFormat::Bgrx)));
+        frames.take_changes(|c| assert_eq!(c.dirty, Some(Rect::new(0, 0, 4, 2))));
+        let pixels: Vec<u8> = (0..32).collect();
+        sink.update(0, &surface(&pixels), Rect::new(1, 0, 1, 1));
+        sink.update(0, &surface(&pixels), Rect::new(3, 1, 1, 1));
+        frames.take_changes(|c| {
+            assert_eq!(c.dirty, Some(Rect::new(1, 0, 3, 2)));
+            let m = c.mirror.unwrap();
+            assert_eq!(&m.pixels[4..8], &[4, 5, 6, 7]);
+            assert_eq!(
+                &m.pixels[0..4],
+                &[0, 0, 0, 0],
+                "outside the dirty rectangles"
+            );
+        });
+        frames.take_changes(|c| assert_eq!(c.dirty, None));
+        assert_eq!(frames.frame_count(), 2);
+    }
+
+    #[test]
+    fn bad_updates_are_ignored() {
+        let frames = Frames::new();
+        let sink = FrameSink(frames.clone());
+        let pixels = vec![1u8; 32];
+        sink.update(0, &surface(&pixels), Rect::new(0, 0, 1, 1));
+        assert!(frames.size().is_none(), "no mode yet");
+        sink.configure(0, Some((4, 2, PixelFormat::Bgrx)));
+        sink.update(0, &surface(&pixels), Rect::new(3, 0, 2, 1));
+        sink.update(1, &surface(&pixels), Rect::new(0, 0, 1, 1));
+        assert_eq!(frames.frame_count(), 0);
+        sink.configure(0, None);
+        assert!(frames.rgba().is_none());
+    }
+}
