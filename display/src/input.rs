@@ -119,9 +119,11 @@ pub fn evdev_code(key: Key) -> Option<u16> {
     })
 }
 
+/// Reads one modifier's state.
+type ModifierState = fn(&egui::Modifiers) -> bool;
+
 /// The guest's modifier keys and the egui modifier state they follow.
-const MODIFIERS: [(u16, fn(&egui::Modifiers) -> bool); 3] =
-    [(29, |m| m.ctrl), (42, |m| m.shift), (56, |m| m.alt)];
+const MODIFIERS: [(u16, ModifierState); 3] = [(29, |m| m.ctrl), (42, |m| m.shift), (56, |m| m.alt)];
 
 /// Turns egui events into guest keyboard and tablet events. Modifier keys the host reports
 /// only as state (not as key events) are pressed and released in the guest as the state
