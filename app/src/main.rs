@@ -6,6 +6,7 @@ mod console_escape;
 mod logging;
 mod qmp_client;
 mod run;
+mod window;
 mod terminal;
 
 use clap::Parser;

@@ -1,6 +1,8 @@
 //! `cove run`: one VM, headless, its serial console on this terminal.
 
 use crate::cli::{DisplayMode, QmpSpec, RunArgs};
+use display::{FrameSink, Frames};
+use std::sync::atomic::{AtomicBool, Ordering};
 use crate::console_escape::{ConsoleAction, EscapeParser, HELP};
 use crate::terminal::RawModeGuard;
 use emu::config::{BootSource, RebootAction, VmConfig};
@@ -69,6 +71,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
     let mut vm = Vm::new(config, ConsoleOutput::stdout());
     let handle = vm.handle();
     watch_signals(handle.clone())?;
+    let window_frames = match args.display {
+        DisplayMode::Window => {
+            let frames = Frames::new();
+            let port = vm
+                .display()
+                .ok_or_else(|| RunError::InvalidConfig("the VM has no display".into()))?;
+            port.set_sink(Arc::new(FrameSink(frames.clone())));
+            Some(frames)
+        }
+        DisplayMode::None => None,
+    };
     let qmp = match &args.qmp {
         Some(spec) => Some(start_qmp(&vm, spec)?),
         None => None,
@@ -80,7 +93,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
     }
     forward_stdin(handle);
 
-    let result = vm.run();
+    let (vm, result) = match window_frames {
+        Some(frames) => run_with_window(vm, frames)?,
+        None => {
+            let result = vm.run();
+            (vm, result)
+        }
+    };
     if let Some(server) = qmp {
         // Clients get the final SHUTDOWN event before the socket goes away.
         server.shutdown();
@@ -108,6 +127,35 @@ pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
             ExitCode::FAILURE
         }
     })
+}
+
+/// Runs the VM on its own thread and its window on this one (windowing systems want the main
+/// thread). Closing the window powers the guest down; the VM ending closes the window.
+fn run_with_window(
+    mut vm: Vm,
+    frames: Arc<Frames>,
+) -> Result<(Vm, Result<VmExit, emu::machine::BuildError>), RunError> {
+    let controller = vm.controller();
+    let done = Arc::new(AtomicBool::new(false));
+    let vm_done = done.clone();
+    let vm_thread = std::thread::Builder::new()
+        .name("cove-vm".into())
+        .spawn(move || {
+            let result = vm.run();
+            vm_done.store(true, Ordering::Release);
+            (vm, result)
+        })
+        .map_err(RunError::Signals)?;
+    if let Err(e) = crate::window::run_window(controller.clone(), frames, done.clone()) {
+        eprintln!("cove: {e}");
+    }
+    if !done.load(Ordering::Acquire) {
+        // The window went away some other way (its display closed): stop the VM too.
+        controller.quit();
+    }
+    vm_thread
+        .join()
+        .map_err(|_| RunError::Signals(std::io::Error::other("the VM thread panicked")))
 }
 
 /// Serves QMP on the socket `spec` names; with `wait=on`, returns once a client connected.

@@ -8,6 +8,8 @@ pub mod input;
 pub mod offscreen;
 pub mod renderer;
 pub mod scale;
+pub mod widget;
 
 pub use frames::{FrameSink, Frames};
 pub use scale::ScaleMode;
+pub use widget::DisplayView;
