@@ -6,8 +6,8 @@ mod console_escape;
 mod logging;
 mod qmp_client;
 mod run;
-mod window;
 mod terminal;
+mod window;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,15 +1,15 @@
 //! `cove run`: one VM, headless, its serial console on this terminal.
 
 use crate::cli::{DisplayMode, QmpSpec, RunArgs};
-use display::{FrameSink, Frames};
-use std::sync::atomic::{AtomicBool, Ordering};
 use crate::console_escape::{ConsoleAction, EscapeParser, HELP};
 use crate::terminal::RawModeGuard;
+use display::{FrameSink, Frames};
 use emu::config::{BootSource, RebootAction, VmConfig};
 use emu::control::qmp::QmpServer;
 use emu::machine::{ConsoleOutput, Vm, VmExit, VmHandle};
 use std::io::{Read, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Why `cove run` could not start the VM.

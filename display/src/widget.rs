@@ -35,7 +35,11 @@ pub struct DisplayView {
 
 impl DisplayView {
     /// A view of `frames` (which the VM's sink fills) sending input through `port`.
-    pub fn new(render_state: &egui_wgpu::RenderState, frames: Arc<Frames>, port: DisplayPort) -> Self {
+    pub fn new(
+        render_state: &egui_wgpu::RenderState,
+        frames: Arc<Frames>,
+        port: DisplayPort,
+    ) -> Self {
         let id = NEXT_VIEW.fetch_add(1, Ordering::Relaxed);
         let renderer = ScanoutRenderer::new(&render_state.device, render_state.target_format);
         let mut egui_renderer = render_state.renderer.write();
@@ -101,7 +105,11 @@ impl DisplayView {
         let ppp = ui.ctx().pixels_per_point();
         let (rect, response) = ui.allocate_exact_size(area.size(), egui::Sense::click_and_drag());
         let pixels = ((rect.width() * ppp) as u32, (rect.height() * ppp) as u32);
-        if self.resize_guest && pixels.0 >= 64 && pixels.1 >= 64 && self.requested_size != Some(pixels) {
+        if self.resize_guest
+            && pixels.0 >= 64
+            && pixels.1 >= 64
+            && self.requested_size != Some(pixels)
+        {
             self.requested_size = Some(pixels);
             self.port.set_display_size(pixels.0, pixels.1);
         }
@@ -119,16 +127,21 @@ impl DisplayView {
                 guest,
                 ppp,
             );
-            egui::Rect::from_min_size(egui::pos2(placed.x, placed.y), egui::vec2(placed.width, placed.height))
+            egui::Rect::from_min_size(
+                egui::pos2(placed.x, placed.y),
+                egui::vec2(placed.width, placed.height),
+            )
         });
         if let Some(drawn) = drawn {
-            ui.painter().with_clip_rect(rect).add(egui_wgpu::Callback::new_paint_callback(
-                drawn,
-                ScanoutCallback {
-                    id: self.id,
-                    frames: self.frames.clone(),
-                },
-            ));
+            ui.painter()
+                .with_clip_rect(rect)
+                .add(egui_wgpu::Callback::new_paint_callback(
+                    drawn,
+                    ScanoutCallback {
+                        id: self.id,
+                        frames: self.frames.clone(),
+                    },
+                ));
         }
         if response.clicked() {
             response.request_focus();
@@ -190,8 +203,17 @@ impl DisplayView {
                     }
                 }
                 egui::Event::MouseWheel { delta, .. } if focused => {
-                    let notches = |v: f32| if v > 0.0 { 1 } else if v < 0.0 { -1 } else { 0 };
-                    self.translator.wheel(notches(delta.y), notches(delta.x), &mut out);
+                    let notches = |v: f32| {
+                        if v > 0.0 {
+                            1
+                        } else if v < 0.0 {
+                            -1
+                        } else {
+                            0
+                        }
+                    };
+                    self.translator
+                        .wheel(notches(delta.y), notches(delta.x), &mut out);
                 }
                 egui::Event::WindowFocused(false) => {
                     self.translator.release_all(&mut out);
@@ -241,7 +263,12 @@ impl CallbackTrait for ScanoutCallback {
         Vec::new()
     }
 
-    fn paint(&self, _info: egui::PaintCallbackInfo, pass: &mut wgpu::RenderPass<'static>, resources: &CallbackResources) {
+    fn paint(
+        &self,
+        _info: egui::PaintCallbackInfo,
+        pass: &mut wgpu::RenderPass<'static>,
+        resources: &CallbackResources,
+    ) {
         if let Some(renderer) = resources.get::<Renderers>().and_then(|r| r.0.get(&self.id)) {
             renderer.paint(pass);
         }

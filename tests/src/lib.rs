@@ -6,6 +6,7 @@
 //! `shared/PVM-NOTES.md`).
 
 pub mod disk_images;
+pub mod x11;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
