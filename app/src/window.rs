@@ -3,7 +3,7 @@
 //! title shows the VM's name, state and grab. Closing the window presses the guest's power
 //! button and forces the VM off if it is still running after [`FORCE_OFF_AFTER`].
 
-use display::{DisplayView, Frames};
+use display::{DisplayView, Frames, ScaleMode};
 use emu::control::{VmController, VmStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +44,9 @@ pub fn run_window(
             let view = DisplayView::new(render_state, frames.clone(), port);
             Ok(Box::new(VmWindow {
                 view,
+                frames,
+                message: None,
+                screenshot_result: Arc::default(),
                 controller,
                 vm_done,
                 close_requested_at: None,
@@ -56,6 +59,9 @@ pub fn run_window(
 
 struct VmWindow {
     view: DisplayView,
+    frames: Arc<Frames>,
+    message: Option<String>,
+    screenshot_result: Arc<std::sync::Mutex<Option<String>>>,
     controller: VmController,
     vm_done: Arc<AtomicBool>,
     close_requested_at: Option<Instant>,
@@ -88,6 +94,77 @@ impl VmWindow {
     }
 }
 
+impl VmWindow {
+    fn toolbar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let paused = self.controller.status() == VmStatus::Paused;
+            if ui.button(if paused { "Resume" } else { "Pause" }).clicked() {
+                if paused {
+                    self.controller.resume();
+                } else {
+                    self.controller.pause();
+                }
+            }
+            if ui.button("Reset").clicked() {
+                self.controller.reset();
+            }
+            if ui.button("Power off").clicked() {
+                self.controller.power_down();
+            }
+            if ui.button("Force off").clicked() {
+                self.controller.quit();
+            }
+            ui.separator();
+            for (mode, label) in [
+                (ScaleMode::Fit, "Fit"),
+                (ScaleMode::OneToOne, "1:1"),
+                (ScaleMode::Fill, "Fill"),
+            ] {
+                ui.selectable_value(&mut self.view.scale, mode, label);
+            }
+            ui.separator();
+            if ui.button("Screenshot").clicked() {
+                self.screenshot();
+            }
+            if let Some(message) = &self.message {
+                ui.label(message);
+            }
+        });
+    }
+
+    /// Renders the display offscreen (the same renderer the window uses) on a worker thread
+    /// and saves it as a PNG in the current directory.
+    fn screenshot(&mut self) {
+        let frames = self.frames.clone();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let path = std::path::PathBuf::from(format!("cove-{}-{stamp}.png", self.controller.name()));
+        self.message = Some(format!("saving {}…", path.display()));
+        let result = self.screenshot_result.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cove-screenshot".into())
+            .spawn(move || {
+                let saved = display::offscreen::Offscreen::new()
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut o| o.render(&frames).map_err(|e| e.to_string()))
+                    .and_then(|(w, h, rgba)| {
+                        let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+                        let mut out = std::io::BufWriter::new(file);
+                        emu::machine::display_port::write_png(&mut out, w, h, &rgba)
+                    });
+                *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(match saved {
+                    Ok(()) => format!("saved {}", path.display()),
+                    Err(e) => format!("screenshot failed: {e}"),
+                });
+            });
+        if let Err(e) = spawned {
+            self.message = Some(format!("screenshot failed: {e}"));
+        }
+    }
+}
+
 impl eframe::App for VmWindow {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
@@ -112,7 +189,16 @@ impl eframe::App for VmWindow {
             self.controller.quit();
             self.close_requested_at = None;
         }
+        if let Some(done) = self
+            .screenshot_result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            self.message = Some(done);
+        }
         self.update_title(&ctx);
+        egui::Panel::top("cove-toolbar").show(ui, |ui| self.toolbar(ui));
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {

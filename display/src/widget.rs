@@ -197,10 +197,8 @@ impl DisplayView {
                     button,
                     pressed,
                     ..
-                } => {
-                    if drawn.is_some_and(|d| self.grabbed || d.contains(pos) || !pressed) {
-                        self.translator.button(button, pressed, &mut out);
-                    }
+                } if drawn.is_some_and(|d| self.grabbed || d.contains(pos) || !pressed) => {
+                    self.translator.button(button, pressed, &mut out);
                 }
                 egui::Event::MouseWheel { delta, .. } if focused => {
                     let notches = |v: f32| {
