@@ -283,6 +283,14 @@ impl<'h> VirtioDriver<'h> {
         accepted
     }
 
+    /// Queue `index` as set up (panics otherwise: a test bug).
+    fn queue(&self, index: u16) -> &DriverQueue {
+        self.queues
+            .iter()
+            .find(|q| q.index == index)
+            .expect("queue not set up")
+    }
+
     fn queue_mut(&mut self, index: u16) -> &mut DriverQueue {
         self.queues
             .iter_mut()
@@ -396,11 +404,7 @@ impl<'h> VirtioDriver<'h> {
 
     /// Writes the available ring's index as given (tests use it to claim too many entries).
     pub fn set_avail_idx(&self, index: u16, idx: u16) {
-        let queue = self
-            .queues
-            .iter()
-            .find(|q| q.index == index)
-            .expect("queue");
+        let queue = self.queue(index);
         self.harness
             .write_mem(GuestAddress(queue.avail.0 + 2), &idx.to_le_bytes());
     }
@@ -413,11 +417,7 @@ impl<'h> VirtioDriver<'h> {
 
     /// The used ring's index as the device last wrote it.
     pub fn used_idx(&self, index: u16) -> u16 {
-        let queue = self
-            .queues
-            .iter()
-            .find(|q| q.index == index)
-            .expect("queue");
+        let queue = self.queue(index);
         self.harness
             .memory
             .read_obj(queue.used.unchecked_add(2))
@@ -545,11 +545,7 @@ impl<'h> VirtioDriver<'h> {
     /// Writes `used_event` in the available ring (EVENT_IDX): interrupt me when the used
     /// index passes `value`.
     pub fn set_used_event(&self, index: u16, value: u16) {
-        let queue = self
-            .queues
-            .iter()
-            .find(|q| q.index == index)
-            .expect("queue");
+        let queue = self.queue(index);
         let at = queue.avail.0 + 4 + 2 * u64::from(queue.size);
         self.harness
             .write_mem(GuestAddress(at), &value.to_le_bytes());

@@ -58,6 +58,26 @@ pub struct ReadyQueue {
     pub doorbell: EventFd,
 }
 
+/// Splits ready queues into the doorbells a [`worker::Worker`] waits on and the (index,
+/// queue) pairs its handler serves, in the same order.
+pub fn split_queues(queues: Vec<ReadyQueue>) -> (Vec<EventFd>, Vec<(u16, Queue)>) {
+    queues
+        .into_iter()
+        .map(|q| (q.doorbell, (q.index, q.queue)))
+        .unzip()
+}
+
+/// A driver read of a device config space kept as bytes; bytes past its end read as zero.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, byte) in data.iter_mut().enumerate() {
+        *byte = usize::try_from(offset)
+            .ok()
+            .and_then(|o| config.get(o.checked_add(i)?))
+            .copied()
+            .unwrap_or(0);
+    }
+}
+
 /// What a device gets when the driver sets DRIVER_OK.
 pub struct Activation {
     pub memory: GuestMemoryMmap,

@@ -121,13 +121,7 @@ impl VirtioDevice for Block {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        for (i, byte) in data.iter_mut().enumerate() {
-            *byte = usize::try_from(offset)
-                .ok()
-                .and_then(|o| self.config.get(o + i))
-                .copied()
-                .unwrap_or(0);
-        }
+        super::read_config_bytes(&self.config, offset, data);
     }
 
     fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
@@ -140,10 +134,7 @@ impl VirtioDevice for Block {
         if queues.first().map(|q| q.index) != Some(0) {
             return Err(ActivateError::MissingQueue(0));
         }
-        let (doorbells, mut queues): (Vec<_>, Vec<_>) = queues
-            .into_iter()
-            .map(|q| (q.doorbell, (q.index, q.queue)))
-            .unzip();
+        let (doorbells, mut queues) = super::split_queues(queues);
         let disk = self.disk.clone();
         let serial = self.serial;
         let limits = LIMITS;

@@ -128,13 +128,7 @@ impl VirtioDevice for Gpu {
         let mut config = [0u8; 16];
         config[0..4].copy_from_slice(&state.events_read.to_le_bytes());
         config[8..12].copy_from_slice(&(state.scanout_count() as u32).to_le_bytes());
-        for (i, byte) in data.iter_mut().enumerate() {
-            *byte = usize::try_from(offset)
-                .ok()
-                .and_then(|o| config.get(o + i))
-                .copied()
-                .unwrap_or(0);
-        }
+        super::read_config_bytes(&config, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, data: &[u8]) {
@@ -160,10 +154,7 @@ impl VirtioDevice for Gpu {
         if lock(&self.shared.state).events_read & EVENT_DISPLAY != 0 {
             interrupt.signal_config();
         }
-        let (doorbells, mut queues): (Vec<_>, Vec<_>) = queues
-            .into_iter()
-            .map(|q| (q.doorbell, (q.index, q.queue)))
-            .unzip();
+        let (doorbells, mut queues) = super::split_queues(queues);
         let shared = self.shared.clone();
         let mut command = Vec::new();
         let worker = Worker::spawn("virtio-gpu", doorbells, move |slot| {
