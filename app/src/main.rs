@@ -3,6 +3,8 @@
 
 mod cli;
 mod console_escape;
+mod library;
+mod library_cli;
 mod logging;
 mod qmp_client;
 mod run;
@@ -18,6 +20,15 @@ fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Run(run_args) => run::run(run_args),
         cli::Command::Qmp(qmp_args) => return qmp_client::run(&qmp_args),
+        cli::Command::List => return library_cli::list(args.data_dir.as_deref()),
+        cli::Command::Create(create) => {
+            return library_cli::create(args.data_dir.as_deref(), &create)
+        }
+        cli::Command::Start(start) => library_cli::start(args.data_dir.as_deref(), &start),
+        cli::Command::Edit(edit) => return library_cli::edit(args.data_dir.as_deref(), &edit),
+        cli::Command::Delete(delete) => {
+            return library_cli::delete(args.data_dir.as_deref(), &delete)
+        }
     };
     match result {
         Ok(code) => code,

@@ -65,8 +65,30 @@ fn config_from_args(args: &RunArgs) -> VmConfig {
     }
 }
 
+/// How `cove run` (or `cove start`) shows and exposes the VM.
+pub struct RunOptions {
+    pub display: DisplayMode,
+    pub qmp: Option<QmpSpec>,
+    pub stats: bool,
+}
+
 pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
     let config = config_from_args(&args);
+    run_config(
+        config,
+        RunOptions {
+            display: args.display,
+            qmp: args.qmp.clone(),
+            stats: args.stats,
+        },
+    )
+}
+
+/// Runs the VM `config` describes until it ends.
+pub fn run_config(mut config: VmConfig, args: RunOptions) -> Result<ExitCode, RunError> {
+    if args.display == DisplayMode::Window {
+        config.display.enabled = true;
+    }
     config.validate().map_err(RunError::InvalidConfig)?;
     let mut vm = Vm::new(config, ConsoleOutput::stdout());
     let handle = vm.handle();

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "cove", version, about = "Cove: virtual machines on Linux KVM")]
 pub struct Cli {
+    /// Where the VM library lives (default: the user's data directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -21,11 +24,86 @@ pub enum Command {
     /// Console escapes: Ctrl-A X quits, Ctrl-A B sends a break (magic SysRq on Linux),
     /// Ctrl-A Ctrl-A sends Ctrl-A, Ctrl-A H shows help.
     Run(RunArgs),
+    /// List the VMs in the library.
+    List,
+    /// Add a VM to the library.
+    Create(CreateArgs),
+    /// Start a VM from the library.
+    Start(StartArgs),
+    /// Change the settings of a VM in the library (while it is not running).
+    Edit(EditArgs),
+    /// Delete a VM from the library, with its folder and disks.
+    Delete(DeleteArgs),
     /// Send one QMP command to a running VM's control socket and print the reply.
     ///
     /// Example: `cove qmp /tmp/vm.qmp query-status`, or
     /// `cove qmp /tmp/vm.qmp query-block '{}'`. Events that arrive meanwhile are not printed.
     Qmp(QmpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The VM's name (unique in the library).
+    #[arg(long)]
+    pub name: String,
+    /// Kernel to boot: a bzImage or an uncompressed ELF vmlinux.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+    /// Initial ramdisk.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, value_name = "ARGS", default_value = "console=ttyS0")]
+    pub append: String,
+    /// Number of vCPUs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cpus: u8,
+    /// Guest RAM, e.g. 512M or 2G.
+    #[arg(long, value_name = "SIZE", default_value = "512M")]
+    pub memory: MemorySize,
+    /// Size of a new, empty disk for the VM (e.g. 8G); none if not given.
+    #[arg(long, value_name = "SIZE")]
+    pub disk_size: Option<MemorySize>,
+    /// Give the VM a display (virtio GPU, keyboard, tablet).
+    #[arg(long)]
+    pub display: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// The VM's name.
+    pub name: String,
+    /// none (serial console on this terminal) or window.
+    #[arg(long, value_enum, default_value = "none")]
+    pub display: DisplayMode,
+    /// Serve QMP on a Unix socket.
+    #[arg(long, value_name = "unix:PATH[,server=on][,wait=off]")]
+    pub qmp: Option<QmpSpec>,
+}
+
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    /// The VM's name.
+    pub name: String,
+    /// A new name.
+    #[arg(long)]
+    pub rename: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u8>,
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<MemorySize>,
+    /// A new kernel command line.
+    #[arg(long, value_name = "ARGS")]
+    pub append: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// The VM's name.
+    pub name: String,
+    /// Delete without asking.
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 #[derive(Args, Debug)]
