@@ -35,8 +35,8 @@ pub fn list(data_dir: Option<&Path>) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!(
-        "{:<24} {:>4} {:>8} {:<8} {}",
-        "NAME", "CPUS", "MEMORY", "DISPLAY", "FOLDER"
+        "{:<24} {:>4} {:>8} {:<8} FOLDER",
+        "NAME", "CPUS", "MEMORY", "DISPLAY"
     );
     for entry in entries {
         match entry {
