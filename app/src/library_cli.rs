@@ -152,8 +152,16 @@ pub fn edit(data_dir: Option<&Path>, args: &EditArgs) -> ExitCode {
         vm.config.memory = memory;
     }
     if let Some(append) = &args.append {
-        let BootSource::Kernel { cmdline, .. } = &mut vm.config.boot;
-        *cmdline = append.clone();
+        match &mut vm.config.boot {
+            BootSource::Kernel { cmdline, .. } => *cmdline = append.clone(),
+            BootSource::Firmware { .. } => {
+                eprintln!(
+                    "cove: error: {} boots through firmware; it has no kernel command line",
+                    vm.config.name
+                );
+                return ExitCode::from(2);
+            }
+        }
     }
     match library.update(&vm) {
         Ok(()) => {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod console_escape;
+mod gui;
 mod library;
 mod library_cli;
 mod logging;
@@ -17,7 +18,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     logging::init(args.verbose);
-    let result = match args.command {
+    let Some(command) = args.command else {
+        return gui::run(args.data_dir.as_deref());
+    };
+    let result = match command {
         cli::Command::Run(run_args) => run::run(run_args),
         cli::Command::Qmp(qmp_args) => return qmp_client::run(&qmp_args),
         cli::Command::List => return library_cli::list(args.data_dir.as_deref()),

@@ -289,7 +289,7 @@ mod tests {
     fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
         let argv = ["cove", "run", "--kernel", "/k"].iter().chain(args);
         match Cli::try_parse_from(argv)?.command {
-            Command::Run(run) => Ok(run),
+            Some(Command::Run(run)) => Ok(run),
             other => panic!("`cove run` parsed as {other:?}"),
         }
     }

@@ -96,6 +96,12 @@ pub enum BootSource {
         #[serde(default)]
         cmdline: String,
     },
+    /// Firmware boot from the VM's disks, or from an installer ISO. Cove cannot boot firmware
+    /// yet: such a VM is kept in the library and refuses to start with a clear error.
+    Firmware {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cdrom: Option<PathBuf>,
+    },
 }
 
 /// Which host profile to apply (see [`crate::host::HostProfile`]).

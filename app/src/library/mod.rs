@@ -1,5 +1,5 @@
 //! The VM library on disk: one folder per VM under the data directory, holding `vm.toml` (the
-//! emulator's [`VmConfig`]) and the VM's disks. A folder whose `vm.toml` is
+//! emulator's [`VmConfig`]), the VM's disks and `thumbnail.png`. A folder whose `vm.toml` is
 //! missing, unreadable or invalid is listed as broken, with the reason; it never hides the
 //! others.
 
@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// The file in each VM folder that describes the VM.
 pub const CONFIG_FILE: &str = "vm.toml";
+/// The VM's last screen, shown in the library while it is stopped.
+pub const THUMBNAIL_FILE: &str = "thumbnail.png";
 
 /// Why the library could not do something.
 #[derive(Debug, thiserror::Error)]

@@ -185,6 +185,11 @@ impl VmController {
             .collect()
     }
 
+    /// Types `bytes` into the guest's serial console; false between boots (dropped).
+    pub fn serial_input(&self, bytes: &[u8]) -> bool {
+        self.handle.serial_input(bytes)
+    }
+
     /// Every event from now on.
     pub fn subscribe(&self) -> Receiver<TimedEvent> {
         self.state.events.subscribe()

@@ -28,6 +28,8 @@ use vm_memory::GuestMemoryMmap;
 /// Why a machine could not be built. Each names the problem in words a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error("this VM boots through firmware (from its disk or an installer ISO), which Cove cannot do yet; give it a kernel to boot directly")]
+    FirmwareBoot,
     #[error("invalid CPU count {0}: a VM needs 1 to 255 vCPUs")]
     CpuCount(u8),
     #[error(transparent)]
@@ -83,11 +85,14 @@ pub fn build_machine(
         return Err(BuildError::CpuCount(config.cpus));
     }
     let profile = HostProfile::resolve(config.host_profile);
-    let BootSource::Kernel {
-        kernel,
-        initrd,
-        cmdline,
-    } = &config.boot;
+    let (kernel, initrd, cmdline) = match &config.boot {
+        BootSource::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => (kernel, initrd, cmdline),
+        BootSource::Firmware { .. } => return Err(BuildError::FirmwareBoot),
+    };
     let (cmdline, added) = profile.apply_to_cmdline(cmdline, config.cpus);
     if profile == HostProfile::Pvm {
         log::info!(

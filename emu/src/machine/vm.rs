@@ -181,7 +181,9 @@ impl Vm {
     /// Advice for a failure Cove can explain: on nested KVM, a bzImage's decompressor uses
     /// instructions the host cannot emulate.
     fn failure_hint(&self) -> String {
-        let crate::config::BootSource::Kernel { kernel, .. } = &self.config.boot;
+        let crate::config::BootSource::Kernel { kernel, .. } = &self.config.boot else {
+            return String::new();
+        };
         let bzimage = std::fs::File::open(kernel).ok().and_then(|mut f| {
             crate::arch::x86_64::boot::detect_format(&mut f)
                 .ok()

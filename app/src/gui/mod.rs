@@ -1,0 +1,536 @@
+//! The desktop app (`cove` with no subcommand): the VM library with live thumbnails, the
+//! creation wizard, edit and delete, and a tab per running VM with its display, serial
+//! console, toolbar and status bar. Quitting with VMs running asks whether to power them off
+//! or force them off.
+
+mod disk_copy;
+mod file_picker;
+pub mod osinfo;
+mod running;
+mod thumbnails;
+pub mod validation;
+pub mod wizard;
+
+use crate::library::{Entry, Library, VmEntry};
+use disk_copy::DiskCopy;
+use running::RunningVm;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use thumbnails::Thumbnails;
+use validation::HostLimits;
+use wizard::{Outcome, Wizard};
+
+/// What the central area shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum View {
+    Library,
+    Vm(String),
+}
+
+/// Edits of a stopped VM.
+struct EditDialog {
+    original: String,
+    entry: VmEntry,
+    cpus: u32,
+    memory_mib: u64,
+    error: Option<String>,
+}
+
+/// The whole app's state; `ui` draws it (eframe calls it, and so do the UI tests).
+pub struct CoveApp {
+    library: Library,
+    entries: Vec<Entry>,
+    pub view: View,
+    wizard: Option<Wizard>,
+    edit: Option<EditDialog>,
+    confirm_delete: Option<String>,
+    running: Vec<RunningVm>,
+    copy: Option<DiskCopy>,
+    quit_asked: bool,
+    quitting_since: Option<Instant>,
+    pub message: Option<String>,
+    limits: HostLimits,
+    render_state: Option<egui_wgpu::RenderState>,
+    thumbnails: Thumbnails,
+    last_refresh: Instant,
+}
+
+impl CoveApp {
+    pub fn new(
+        library: Library,
+        render_state: Option<egui_wgpu::RenderState>,
+        limits: HostLimits,
+    ) -> Self {
+        let mut app = Self {
+            library,
+            entries: Vec::new(),
+            view: View::Library,
+            wizard: None,
+            edit: None,
+            confirm_delete: None,
+            running: Vec::new(),
+            copy: None,
+            quit_asked: false,
+            quitting_since: None,
+            message: None,
+            limits,
+            render_state,
+            thumbnails: Thumbnails::default(),
+            last_refresh: Instant::now(),
+        };
+        app.refresh();
+        app
+    }
+
+    /// Re-reads the library folder.
+    pub fn refresh(&mut self) {
+        match self.library.entries() {
+            Ok(entries) => self.entries = entries,
+            Err(e) => self.message = Some(e.to_string()),
+        }
+        self.last_refresh = Instant::now();
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Vm(vm) => Some(vm.config.name.clone()),
+                Entry::Broken { .. } => None,
+            })
+            .collect()
+    }
+
+    fn running(&self, name: &str) -> Option<&RunningVm> {
+        self.running
+            .iter()
+            .find(|r| r.name == name && r.is_running())
+    }
+
+    /// VMs still running.
+    pub fn running_count(&self) -> usize {
+        self.running.iter().filter(|r| r.is_running()).count()
+    }
+
+    fn start(&mut self, entry: &VmEntry, ctx: &egui::Context) {
+        if self.running(&entry.config.name).is_some() {
+            self.view = View::Vm(entry.config.name.clone());
+            return;
+        }
+        self.running.retain(|r| r.name != entry.config.name);
+        match RunningVm::start(entry, ctx) {
+            Ok(vm) => {
+                self.view = View::Vm(vm.name.clone());
+                self.running.push(vm);
+            }
+            Err(e) => self.message = Some(format!("cannot start {}: {e}", entry.config.name)),
+        }
+    }
+
+    /// Asks the user about running VMs when the window is closed; returns whether the app may
+    /// close now.
+    pub fn may_close(&mut self) -> bool {
+        if self.running_count() == 0 {
+            return true;
+        }
+        self.quit_asked = true;
+        false
+    }
+
+    /// Draws the app.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        for vm in &mut self.running {
+            vm.poll();
+        }
+        if self.last_refresh.elapsed() > Duration::from_secs(2) {
+            self.refresh();
+            for vm in self.running.iter().filter(|r| r.is_running()) {
+                vm.save_thumbnail();
+            }
+        }
+        self.poll_copy();
+        egui::Panel::top("cove-top").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("Cove");
+                ui.separator();
+                ui.selectable_value(&mut self.view, View::Library, "Library");
+                let names: Vec<String> = self.running.iter().map(|r| r.name.clone()).collect();
+                for name in names {
+                    ui.selectable_value(&mut self.view, View::Vm(name.clone()), name);
+                }
+                ui.separator();
+                if ui.button("New VM").clicked() && self.wizard.is_none() {
+                    self.wizard = Some(Wizard::new(self.names(), self.limits));
+                }
+                if let Some(message) = &self.message {
+                    ui.separator();
+                    ui.label(message);
+                }
+            });
+        });
+        self.dialogs(&ctx);
+        if let Some(wizard) = &mut self.wizard {
+            let outcome = egui::CentralPanel::default()
+                .show(ui, |ui| wizard.ui(ui))
+                .inner;
+            self.finish_wizard(outcome);
+            return;
+        }
+        match self.view.clone() {
+            View::Library => {
+                egui::CentralPanel::default().show(ui, |ui| self.library_ui(ui));
+            }
+            View::Vm(name) => {
+                let render_state = self.render_state.clone();
+                egui::CentralPanel::default().show(ui, |ui| {
+                    match self.running.iter_mut().find(|r| r.name == name) {
+                        Some(vm) => vm.ui(ui, render_state.as_ref()),
+                        None => {
+                            ui.label(format!("{name} is not running."));
+                        }
+                    }
+                });
+            }
+        }
+        if self.running_count() > 0 || self.copy.is_some() {
+            ctx.request_repaint_after(Duration::from_millis(250));
+        }
+    }
+
+    fn finish_wizard(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Continue => {}
+            Outcome::Cancel => self.wizard = None,
+            Outcome::Create {
+                config,
+                new_disk_bytes,
+                copy_disk,
+            } => {
+                let name = config.name.clone();
+                match self.library.create(config, new_disk_bytes) {
+                    Ok(entry) => {
+                        self.wizard = None;
+                        self.message = Some(format!("created {name}"));
+                        if let Some(source) = copy_disk {
+                            self.copy = Some(DiskCopy::start(source, entry));
+                        }
+                        self.refresh();
+                    }
+                    Err(e) => self.message = Some(format!("cannot create {name}: {e}")),
+                }
+            }
+        }
+    }
+
+    fn poll_copy(&mut self) {
+        let Some(copy) = &self.copy else { return };
+        if let Some(result) = copy.poll() {
+            self.message = Some(
+                match result
+                    .and_then(|entry| self.library.update(&entry).map_err(|e| e.to_string()))
+                {
+                    Ok(()) => "disk copied".to_string(),
+                    Err(e) => format!("copying the disk failed: {e}"),
+                },
+            );
+            self.copy = None;
+            self.refresh();
+        }
+    }
+
+    fn library_ui(&mut self, ui: &mut egui::Ui) {
+        if let Some(copy) = &self.copy {
+            ui.horizontal(|ui| {
+                ui.label(format!("Copying the disk of {}", copy.name()));
+                ui.add(egui::ProgressBar::new(copy.progress()).show_percentage());
+            });
+        }
+        if self.entries.is_empty() {
+            ui.label(format!(
+                "No VMs yet. \"New VM\" creates one (library: {}).",
+                self.library.root().display()
+            ));
+            return;
+        }
+        let ctx = ui.ctx().clone();
+        let mut start = None;
+        let entries = std::mem::take(&mut self.entries);
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            egui::Grid::new("library")
+                .num_columns(7)
+                .striped(true)
+                .show(ui, |ui| {
+                    for heading in ["", "Name", "OS", "State", "CPUs", "Memory", ""] {
+                        ui.strong(heading);
+                    }
+                    ui.end_row();
+                    for entry in &entries {
+                        match entry {
+                            Entry::Vm(vm) => {
+                                let running = self
+                                    .running
+                                    .iter()
+                                    .find(|r| r.name == vm.config.name && r.is_running())
+                                    .map(|r| {
+                                        (r.controller.status().qmp_name(), r.frames().cloned())
+                                    });
+                                let live = running.as_ref().and_then(|(_, f)| f.clone());
+                                self.thumbnails.show(ui, &ctx, vm, live.as_deref());
+                                ui.label(&vm.config.name);
+                                ui.label(os_name(vm));
+                                ui.label(match &running {
+                                    Some((status, _)) => status.to_string(),
+                                    None => "stopped".into(),
+                                });
+                                ui.label(vm.config.cpus.to_string());
+                                ui.label(vm.config.memory.to_string());
+                                ui.horizontal(|ui| {
+                                    if ui
+                                        .button(if running.is_some() { "Show" } else { "Start" })
+                                        .clicked()
+                                    {
+                                        start = Some(vm.clone());
+                                    }
+                                    if ui
+                                        .add_enabled(running.is_none(), egui::Button::new("Edit"))
+                                        .clicked()
+                                    {
+                                        self.edit = Some(EditDialog {
+                                            original: vm.config.name.clone(),
+                                            entry: vm.clone(),
+                                            cpus: u32::from(vm.config.cpus),
+                                            memory_mib: vm.config.memory.bytes() >> 20,
+                                            error: None,
+                                        });
+                                    }
+                                    if ui
+                                        .add_enabled(running.is_none(), egui::Button::new("Delete"))
+                                        .clicked()
+                                    {
+                                        self.confirm_delete = Some(vm.config.name.clone());
+                                    }
+                                });
+                            }
+                            Entry::Broken { dir, error } => {
+                                ui.colored_label(egui::Color32::from_rgb(0xd0, 0x30, 0x30), "!");
+                                ui.label(
+                                    dir.file_name()
+                                        .map(|n| n.to_string_lossy().into_owned())
+                                        .unwrap_or_default(),
+                                );
+                                ui.label("");
+                                ui.colored_label(
+                                    egui::Color32::from_rgb(0xd0, 0x30, 0x30),
+                                    "broken",
+                                );
+                                ui.label("");
+                                ui.label("");
+                                ui.label(error.split_whitespace().collect::<Vec<_>>().join(" "));
+                            }
+                        }
+                        ui.end_row();
+                    }
+                });
+        });
+        self.entries = entries;
+        if let Some(vm) = start {
+            self.start(&vm, &ctx);
+        }
+    }
+
+    fn dialogs(&mut self, ctx: &egui::Context) {
+        if let Some(name) = self.confirm_delete.clone() {
+            egui::Window::new("Delete VM")
+                .collapsible(false)
+                .show(ctx, |ui| {
+                    ui.label(format!(
+                        "Delete {name} and everything in its folder, disks included?"
+                    ));
+                    ui.horizontal(|ui| {
+                        if ui.button("Delete").clicked() {
+                            self.message = Some(match self.library.delete(&name) {
+                                Ok(_) => format!("deleted {name}"),
+                                Err(e) => e.to_string(),
+                            });
+                            self.confirm_delete = None;
+                            self.refresh();
+                        }
+                        if ui.button("Keep").clicked() {
+                            self.confirm_delete = None;
+                        }
+                    });
+                });
+        }
+        let names = self.names();
+        if let Some(edit) = &mut self.edit {
+            let mut close = false;
+            let mut saved = None;
+            egui::Window::new("Edit VM")
+                .collapsible(false)
+                .show(ctx, |ui| {
+                    egui::Grid::new("edit").num_columns(2).show(ui, |ui| {
+                        let name_label = ui.label("Name");
+                        ui.text_edit_singleline(&mut edit.entry.config.name)
+                            .labelled_by(name_label.id);
+                        ui.end_row();
+                        let label = ui.label("CPUs");
+                        ui.add(egui::DragValue::new(&mut edit.cpus).range(0..=255))
+                            .labelled_by(label.id);
+                        ui.end_row();
+                        let label = ui.label("Memory (MiB)");
+                        ui.add(egui::DragValue::new(&mut edit.memory_mib).speed(64))
+                            .labelled_by(label.id);
+                        ui.end_row();
+                        ui.label("Display");
+                        ui.checkbox(
+                            &mut edit.entry.config.display.enabled,
+                            "virtio GPU, keyboard and tablet",
+                        );
+                        ui.end_row();
+                    });
+                    if let Some(error) = &edit.error {
+                        ui.colored_label(egui::Color32::from_rgb(0xd0, 0x30, 0x30), error);
+                    }
+                    ui.horizontal(|ui| {
+                        if ui.button("Save").clicked() {
+                            saved = Some(());
+                        }
+                        if ui.button("Cancel").clicked() {
+                            close = true;
+                        }
+                    });
+                });
+            if saved.is_some() {
+                let others: Vec<String> =
+                    names.into_iter().filter(|n| *n != edit.original).collect();
+                let error = validation::name_error(&edit.entry.config.name, &others)
+                    .or_else(|| validation::cpus_error(edit.cpus, &self.limits))
+                    .or_else(|| validation::memory_error(edit.memory_mib, &self.limits));
+                match error {
+                    Some(e) => edit.error = Some(e),
+                    None => {
+                        edit.entry.config.cpus = edit.cpus as u8;
+                        edit.entry.config.memory =
+                            emu::config::MemorySize::from_mib(edit.memory_mib);
+                        match self.library.update(&edit.entry) {
+                            Ok(()) => {
+                                self.message = Some(format!("saved {}", edit.entry.config.name));
+                                close = true;
+                            }
+                            Err(e) => edit.error = Some(e.to_string()),
+                        }
+                    }
+                }
+            }
+            if close {
+                self.edit = None;
+                self.refresh();
+            }
+        }
+        if self.quit_asked {
+            egui::Window::new("Quit Cove")
+                .collapsible(false)
+                .show(ctx, |ui| {
+                    ui.label(format!("{} VM(s) are running.", self.running_count()));
+                    ui.horizontal(|ui| {
+                        if ui.button("Power them off").clicked() {
+                            for vm in self.running.iter().filter(|r| r.is_running()) {
+                                vm.controller.power_down();
+                            }
+                            self.quitting_since = Some(Instant::now());
+                            self.quit_asked = false;
+                        }
+                        if ui.button("Force them off").clicked() {
+                            for vm in self.running.iter().filter(|r| r.is_running()) {
+                                vm.controller.quit();
+                            }
+                            self.quitting_since = Some(Instant::now());
+                            self.quit_asked = false;
+                        }
+                        if ui.button("Cancel").clicked() {
+                            self.quit_asked = false;
+                        }
+                    });
+                });
+        }
+        if let Some(since) = self.quitting_since {
+            if self.running_count() == 0 {
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            } else if since.elapsed() > crate::window::FORCE_OFF_AFTER {
+                for vm in self.running.iter().filter(|r| r.is_running()) {
+                    vm.controller.quit();
+                }
+            }
+        }
+    }
+}
+
+fn os_name(vm: &VmEntry) -> String {
+    match &vm.config.boot {
+        emu::config::BootSource::Kernel { .. } => "Linux (kernel)".into(),
+        emu::config::BootSource::Firmware { cdrom: Some(iso) } => osinfo::volume_id(iso)
+            .ok()
+            .and_then(|id| osinfo::detect(&id, Path::new(osinfo::OSINFO_DIR)))
+            .map_or("Unknown OS".into(), |os| os.name),
+        emu::config::BootSource::Firmware { cdrom: None } => "Unknown OS".into(),
+    }
+}
+
+struct GuiApp(CoveApp);
+
+impl eframe::App for GuiApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        if ctx.input(|i| i.viewport().close_requested()) && !self.0.may_close() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        }
+        self.0.ui(ui);
+    }
+}
+
+/// Opens the app window on the library in `data_dir`.
+pub fn run(data_dir: Option<&Path>) -> ExitCode {
+    let library = match Library::open(data_dir) {
+        Ok(library) => library,
+        Err(e) => {
+            eprintln!("cove: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Cove")
+            .with_app_id("cove")
+            .with_inner_size([1100.0, 800.0]),
+        renderer: eframe::Renderer::Wgpu,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let result = eframe::run_native(
+        "cove",
+        options,
+        Box::new(move |cc| {
+            log::info!(
+                "GUI: first frame set up {:?} after start",
+                started.elapsed()
+            );
+            Ok(Box::new(GuiApp(CoveApp::new(
+                library,
+                cc.wgpu_render_state.clone(),
+                HostLimits::detect(),
+            ))))
+        }),
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cove: cannot open the app window: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,324 @@
+//! A VM running inside the app: its thread, its control API, its display view and serial
+//! console (with scrollback and input), and the tab that shows them with a toolbar and a
+//! status bar.
+
+use crate::library::VmEntry;
+use display::{DisplayView, FrameSink, Frames, ScaleMode};
+use emu::control::{VmController, VmStatus};
+use emu::machine::display_port::write_png;
+use emu::machine::{ConsoleOutput, Vm, VmExit};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Serial output kept for the console tab.
+const SCROLLBACK_BYTES: usize = 1 << 20;
+
+#[derive(Default)]
+struct Scrollback {
+    bytes: VecDeque<u8>,
+    changed: bool,
+}
+
+struct ScrollbackWriter(Arc<Mutex<Scrollback>>, egui::Context);
+
+impl Write for ScrollbackWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.bytes.extend(buf.iter().filter(|b| **b != b'\r'));
+        let excess = s.bytes.len().saturating_sub(SCROLLBACK_BYTES);
+        s.bytes.drain(..excess);
+        s.changed = true;
+        drop(s);
+        self.1.request_repaint();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tab {
+    Display,
+    Console,
+}
+
+/// One running VM.
+pub struct RunningVm {
+    pub name: String,
+    pub controller: VmController,
+    frames: Option<Arc<Frames>>,
+    view: Option<DisplayView>,
+    scrollback: Arc<Mutex<Scrollback>>,
+    console_text: String,
+    input: String,
+    done: Arc<AtomicBool>,
+    thread: Option<JoinHandle<String>>,
+    /// How the VM ended, once it has.
+    pub ended: Option<String>,
+    tab: Tab,
+    message: Option<String>,
+    fullscreen: bool,
+    thumbnail: std::path::PathBuf,
+}
+
+impl RunningVm {
+    /// Starts the VM in `entry` on its own thread.
+    pub fn start(entry: &VmEntry, ctx: &egui::Context) -> Result<Self, String> {
+        entry.config.validate()?;
+        let scrollback = Arc::new(Mutex::new(Scrollback::default()));
+        let console = ConsoleOutput::new(ScrollbackWriter(scrollback.clone(), ctx.clone()));
+        let mut vm = Vm::new(entry.config.clone(), console);
+        let frames = vm.display().map(|port| {
+            let frames = Frames::new();
+            port.set_sink(Arc::new(FrameSink(frames.clone())));
+            let repaint = ctx.clone();
+            frames.set_waker(move || repaint.request_repaint());
+            frames
+        });
+        let controller = vm.controller();
+        let done = Arc::new(AtomicBool::new(false));
+        let vm_done = done.clone();
+        let repaint = ctx.clone();
+        let name = entry.config.name.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("cove-vm-{name}"))
+            .spawn(move || {
+                let ended = match vm.run() {
+                    Ok(VmExit::PowerOff) => "powered off".to_string(),
+                    Ok(VmExit::Rebooted) => "rebooted".to_string(),
+                    Ok(VmExit::Stopped(_)) => "stopped".to_string(),
+                    Ok(VmExit::Failed(report)) => format!("failed: {report}"),
+                    Err(e) => format!("could not start: {e}"),
+                };
+                vm_done.store(true, Ordering::Release);
+                repaint.request_repaint();
+                ended
+            })
+            .map_err(|e| format!("cannot start a thread for the VM: {e}"))?;
+        Ok(Self {
+            name,
+            controller,
+            frames,
+            view: None,
+            scrollback,
+            console_text: String::new(),
+            input: String::new(),
+            done,
+            thread: Some(thread),
+            ended: None,
+            tab: Tab::Display,
+            message: None,
+            fullscreen: false,
+            thumbnail: entry.dir.join(crate::library::THUMBNAIL_FILE),
+        })
+    }
+
+    /// Notices the VM's end (and saves its last screen as the library thumbnail).
+    pub fn poll(&mut self) {
+        if self.ended.is_none() && self.done.load(Ordering::Acquire) {
+            if let Some(thread) = self.thread.take() {
+                self.ended = Some(
+                    thread
+                        .join()
+                        .unwrap_or_else(|_| "the VM thread panicked".into()),
+                );
+            }
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.ended.is_none()
+    }
+
+    /// Saves the current screen as the library thumbnail (done while it runs, so the library
+    /// keeps the last one after it stops).
+    pub fn save_thumbnail(&self) {
+        if let Some((w, h, rgba)) = self.frames.as_ref().and_then(|f| f.rgba()) {
+            if let Ok(file) = std::fs::File::create(&self.thumbnail) {
+                let _ = write_png(&mut std::io::BufWriter::new(file), w, h, &rgba);
+            }
+        }
+    }
+
+    pub fn frames(&self) -> Option<&Arc<Frames>> {
+        self.frames.as_ref()
+    }
+
+    fn toolbar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let status = self.controller.status();
+            let running = self.is_running();
+            let paused = status == VmStatus::Paused;
+            if ui
+                .add_enabled(
+                    running,
+                    egui::Button::new(if paused { "Resume" } else { "Pause" }),
+                )
+                .clicked()
+            {
+                if paused {
+                    self.controller.resume();
+                } else {
+                    self.controller.pause();
+                }
+            }
+            if ui
+                .add_enabled(running, egui::Button::new("Reset"))
+                .clicked()
+            {
+                self.controller.reset();
+            }
+            if ui
+                .add_enabled(running, egui::Button::new("Power off"))
+                .clicked()
+            {
+                self.controller.power_down();
+            }
+            if ui
+                .add_enabled(running, egui::Button::new("Force off"))
+                .clicked()
+            {
+                self.controller.quit();
+            }
+            ui.separator();
+            if ui
+                .add_enabled(self.frames.is_some(), egui::Button::new("Screenshot"))
+                .clicked()
+            {
+                self.message = Some(self.screenshot());
+            }
+            if ui
+                .button(if self.fullscreen {
+                    "Leave fullscreen"
+                } else {
+                    "Fullscreen"
+                })
+                .clicked()
+            {
+                self.fullscreen = !self.fullscreen;
+                ui.ctx()
+                    .send_viewport_cmd(egui::ViewportCommand::Fullscreen(self.fullscreen));
+            }
+            if let Some(view) = &mut self.view {
+                for (mode, label) in [
+                    (ScaleMode::Fit, "Fit"),
+                    (ScaleMode::OneToOne, "1:1"),
+                    (ScaleMode::Fill, "Fill"),
+                ] {
+                    ui.selectable_value(&mut view.scale, mode, label);
+                }
+            }
+            ui.separator();
+            ui.selectable_value(&mut self.tab, Tab::Display, "Display");
+            ui.selectable_value(&mut self.tab, Tab::Console, "Serial console");
+        });
+    }
+
+    /// Saves the screen to a PNG next to the VM (its folder) and says where.
+    fn screenshot(&self) -> String {
+        let Some((w, h, rgba)) = self.frames.as_ref().and_then(|f| f.rgba()) else {
+            return "nothing on the display yet".into();
+        };
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let path = self
+            .thumbnail
+            .with_file_name(format!("screenshot-{stamp}.png"));
+        let saved = std::fs::File::create(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| write_png(&mut std::io::BufWriter::new(file), w, h, &rgba));
+        match saved {
+            Ok(()) => format!("saved {}", path.display()),
+            Err(e) => format!("screenshot failed: {e}"),
+        }
+    }
+
+    /// The VM's tab: toolbar, display or console, status bar.
+    pub fn ui(&mut self, ui: &mut egui::Ui, render_state: Option<&egui_wgpu::RenderState>) {
+        self.poll();
+        if self.view.is_none() {
+            if let (Some(frames), Some(state), Some(port)) = (
+                &self.frames,
+                render_state,
+                self.controller.display().cloned(),
+            ) {
+                self.view = Some(DisplayView::new(state, frames.clone(), port));
+            }
+        }
+        self.toolbar(ui);
+        let status = match &self.ended {
+            Some(how) => format!("{}: {how}", self.name),
+            None => format!(
+                "{}: {}{}",
+                self.name,
+                self.controller.status().qmp_name(),
+                if self.view.as_ref().is_some_and(|v| v.grabbed()) {
+                    " — input grabbed, Ctrl+Alt+G releases"
+                } else {
+                    ""
+                }
+            ),
+        };
+        egui::Panel::bottom(format!("status-{}", self.name)).show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(status);
+                if let Some(message) = &self.message {
+                    ui.separator();
+                    ui.label(message);
+                }
+            });
+        });
+        match (self.tab, &mut self.view) {
+            (Tab::Display, Some(view)) => {
+                view.ui(ui);
+            }
+            (Tab::Display, None) => {
+                ui.label(if self.frames.is_some() {
+                    "The display needs the wgpu renderer."
+                } else {
+                    "This VM has no display; its serial console is in the other tab."
+                });
+            }
+            (Tab::Console, _) => self.console_ui(ui),
+        }
+    }
+
+    fn console_ui(&mut self, ui: &mut egui::Ui) {
+        {
+            let mut s = self.scrollback.lock().unwrap_or_else(|e| e.into_inner());
+            if s.changed {
+                s.changed = false;
+                let (a, b) = s.bytes.as_slices();
+                self.console_text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+            }
+        }
+        ui.horizontal(|ui| {
+            let input = ui.add(
+                egui::TextEdit::singleline(&mut self.input).hint_text("type a line for the guest"),
+            );
+            let send = ui.button("Send").clicked()
+                || (input.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)));
+            if send {
+                let mut line = std::mem::take(&mut self.input).into_bytes();
+                line.push(b'\r');
+                if !self.controller.serial_input(&line) {
+                    self.message = Some("the VM is between boots; input dropped".into());
+                }
+            }
+        });
+        egui::ScrollArea::vertical()
+            .stick_to_bottom(true)
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                ui.add(
+                    egui::Label::new(egui::RichText::new(&self.console_text).monospace()).wrap(),
+                );
+            });
+    }
+}

@@ -1,0 +1,148 @@
+//! UI flows through egui_kittest: the wizard creates a VM from a typed kernel path, the
+//! library lists it beside a broken entry, edit and delete work, and bad answers are shown.
+
+use super::*;
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+
+const LIMITS: HostLimits = HostLimits {
+    cpus: 4,
+    memory_mib: 4096,
+};
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("cove-gui-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn app(dir: &Path) -> CoveApp {
+    CoveApp::new(Library::open(Some(&dir.join("vms"))).unwrap(), None, LIMITS)
+}
+
+fn harness(app: CoveApp) -> Harness<'static, CoveApp> {
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1100.0, 700.0))
+        .build_ui_state(|ui, app: &mut CoveApp| app.ui(ui), app);
+    harness.run();
+    harness
+}
+
+/// Focuses the text field labelled `label` and types `text` into it.
+fn type_into(h: &mut Harness<'static, CoveApp>, label: &str, text: &str) {
+    h.get_by_role_and_label(Role::TextInput, label).focus();
+    h.run();
+    h.get_by_role_and_label(Role::TextInput, label)
+        .type_text(text);
+    h.run();
+}
+
+#[test]
+fn wizard_creates_a_vm_from_a_kernel_path_then_edit_and_delete() {
+    let tmp = TempDir::new("wizard");
+    let kernel = tmp.0.join("vmlinux");
+    std::fs::write(&kernel, b"kernel").unwrap();
+    let mut h = harness(app(&tmp.0));
+    h.get_by_label("New VM").click();
+    h.run();
+    // Next without a kernel: the error shows inline and the step stays.
+    h.get_by_label("Next").click();
+    h.run();
+    h.get_by_label("Choose the kernel.");
+    type_into(&mut h, "Kernel", &kernel.display().to_string());
+    h.get_by_label("Next").click();
+    h.run();
+    // Resources: an empty name is refused.
+    assert_eq!(
+        h.state().wizard.as_ref().map(|w| w.step),
+        Some(wizard::Step::Resources)
+    );
+    h.get_by_label("Next").click();
+    h.run();
+    h.get_by_label("Give the VM a name.");
+    type_into(&mut h, "Name", "Test VM");
+    h.get_by_label("Next").click();
+    h.run();
+    h.get_by_label("Create").click();
+    h.run();
+    assert!(h
+        .state()
+        .message
+        .as_deref()
+        .unwrap_or("")
+        .contains("created Test VM"));
+    h.get_by_label("Test VM");
+    // The folder and its vm.toml exist.
+    assert!(tmp.0.join("vms/Test-VM/vm.toml").exists());
+
+    // Edit: more memory than the host has is refused, then a valid edit is saved.
+    h.get_by_label("Edit").click();
+    h.run();
+    h.get_by_label("Save").click();
+    h.run();
+    assert!(h
+        .state()
+        .message
+        .as_deref()
+        .unwrap_or("")
+        .contains("saved Test VM"));
+
+    // Delete, with confirmation.
+    h.get_by_label("Delete").click();
+    h.run();
+    h.get_by_label("Delete VM");
+    let delete_buttons = h.get_all_by_label("Delete").count();
+    assert!(delete_buttons >= 1);
+    h.get_all_by_label("Delete").last().unwrap().click();
+    h.run();
+    assert!(!tmp.0.join("vms/Test-VM").exists());
+}
+
+#[test]
+fn broken_entries_show_beside_good_ones() {
+    let tmp = TempDir::new("broken");
+    let library = Library::open(Some(&tmp.0.join("vms"))).unwrap();
+    let mut config = emu::config::VmConfig::from_toml("[boot]\nkind = \"firmware\"\n").unwrap();
+    config.name = "good".into();
+    library.create(config, None).unwrap();
+    std::fs::create_dir_all(tmp.0.join("vms/bad")).unwrap();
+    std::fs::write(tmp.0.join("vms/bad/vm.toml"), "cpus = \"many\"").unwrap();
+    let h = harness(app(&tmp.0));
+    h.get_by_label("good");
+    h.get_by_label("broken");
+    h.get_by_label("bad");
+}
+
+#[test]
+fn duplicate_names_and_host_limits_are_refused() {
+    let tmp = TempDir::new("limits");
+    let kernel = tmp.0.join("vmlinux");
+    std::fs::write(&kernel, b"kernel").unwrap();
+    let mut app = app(&tmp.0);
+    let mut wizard = Wizard::new(vec!["taken".into()], LIMITS);
+    wizard.kernel = kernel.display().to_string();
+    wizard.name = "taken".into();
+    wizard.cpus = 9;
+    wizard.memory_mib = 999_999;
+    let errors = wizard.resource_errors().join("\n");
+    assert!(errors.contains("already exists"), "{errors}");
+    assert!(errors.contains("this host has 4"), "{errors}");
+    assert!(errors.contains("4096 MiB"), "{errors}");
+    wizard.source = wizard::Source::Iso;
+    wizard.iso = "/no/such.iso".into();
+    assert!(wizard.source_errors()[0].contains("Cannot read the installer ISO"));
+    app.refresh();
+    assert_eq!(app.running_count(), 0);
+}

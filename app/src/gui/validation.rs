@@ -1,0 +1,116 @@
+//! The checks the creation wizard and the edit dialog show inline: names, files, and resources
+//! within what this host has.
+
+use crate::library::check_name;
+use std::path::Path;
+
+/// What this host can give a VM.
+#[derive(Clone, Copy, Debug)]
+pub struct HostLimits {
+    pub cpus: u8,
+    pub memory_mib: u64,
+}
+
+impl HostLimits {
+    pub fn detect() -> Self {
+        Self {
+            cpus: emu::host::host_cpus().clamp(1, 255) as u8,
+            memory_mib: (emu::host::host_memory_bytes().unwrap_or(1 << 30) >> 20).max(64),
+        }
+    }
+}
+
+/// An empty, malformed or duplicate name.
+pub fn name_error(name: &str, existing: &[String]) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some("Give the VM a name.".into());
+    }
+    if check_name(name).is_err() {
+        return Some(
+            "Names are 1–64 characters, without '/', control characters or spaces at the ends."
+                .into(),
+        );
+    }
+    if existing.iter().any(|n| n == name) {
+        return Some(format!("A VM named \"{name}\" already exists."));
+    }
+    None
+}
+
+/// A file that must exist and be readable.
+pub fn file_error(what: &str, path: &str, required: bool) -> Option<String> {
+    if path.trim().is_empty() {
+        return required.then(|| format!("Choose the {what}."));
+    }
+    let path = Path::new(path.trim());
+    match std::fs::File::open(path) {
+        Ok(file) => match file.metadata() {
+            Ok(meta) if meta.is_file() => None,
+            Ok(_) => Some(format!("The {what} {} is not a file.", path.display())),
+            Err(e) => Some(format!("Cannot read the {what} {}: {e}", path.display())),
+        },
+        Err(e) => Some(format!("Cannot read the {what} {}: {e}", path.display())),
+    }
+}
+
+pub fn cpus_error(cpus: u32, limits: &HostLimits) -> Option<String> {
+    (cpus == 0 || cpus > u32::from(limits.cpus)).then(|| {
+        format!(
+            "Choose 1 to {} CPUs (this host has {}).",
+            limits.cpus, limits.cpus
+        )
+    })
+}
+
+pub fn memory_error(mib: u64, limits: &HostLimits) -> Option<String> {
+    (!(64..=limits.memory_mib).contains(&mib)).then(|| {
+        format!(
+            "Choose 64 MiB to {} MiB of memory (this host's RAM).",
+            limits.memory_mib
+        )
+    })
+}
+
+pub fn disk_size_error(gib: u64) -> Option<String> {
+    (gib > 64 * 1024).then(|| "A new disk can be at most 64 TiB.".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HostLimits = HostLimits {
+        cpus: 4,
+        memory_mib: 8192,
+    };
+
+    #[test]
+    fn names() {
+        let existing = vec!["web".to_string()];
+        assert!(name_error("", &existing).unwrap().contains("name"));
+        assert!(name_error("web", &existing)
+            .unwrap()
+            .contains("already exists"));
+        assert!(name_error("a/b", &existing).is_some());
+        assert!(name_error("db", &existing).is_none());
+    }
+
+    #[test]
+    fn files_and_limits() {
+        assert!(file_error("kernel", "", true).is_some());
+        assert!(file_error("initrd", "", false).is_none());
+        assert!(file_error("kernel", "/no/such/file", true)
+            .unwrap()
+            .contains("Cannot read"));
+        assert!(file_error("kernel", "/", true)
+            .unwrap()
+            .contains("not a file"));
+        assert!(cpus_error(0, &LIMITS).is_some());
+        assert!(cpus_error(5, &LIMITS).unwrap().contains("this host has 4"));
+        assert!(cpus_error(4, &LIMITS).is_none());
+        assert!(memory_error(9000, &LIMITS).is_some());
+        assert!(memory_error(32, &LIMITS).is_some());
+        assert!(memory_error(2048, &LIMITS).is_none());
+        assert!(disk_size_error(100_000).is_some());
+    }
+}
