@@ -68,14 +68,14 @@ pub fn create(data_dir: Option<&Path>, args: &CreateArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    if !args.kernel.is_file() {
+    if !args.boot.kernel.is_file() {
         eprintln!(
             "cove: error: kernel {} is not a readable file",
-            args.kernel.display()
+            args.boot.kernel.display()
         );
         return ExitCode::from(2);
     }
-    if let Some(initrd) = args.initrd.as_ref().filter(|i| !i.is_file()) {
+    if let Some(initrd) = args.boot.initrd.as_ref().filter(|i| !i.is_file()) {
         eprintln!(
             "cove: error: initrd {} is not a readable file",
             initrd.display()
@@ -93,9 +93,9 @@ pub fn create(data_dir: Option<&Path>, args: &CreateArgs) -> ExitCode {
     config.cpus = args.cpus;
     config.memory = args.memory;
     config.boot = BootSource::Kernel {
-        kernel: absolute(&args.kernel),
-        initrd: args.initrd.as_deref().map(absolute),
-        cmdline: args.append.clone(),
+        kernel: absolute(&args.boot.kernel),
+        initrd: args.boot.initrd.as_deref().map(absolute),
+        cmdline: args.boot.append.clone(),
     };
     config.display = DisplayConfig {
         enabled: args.display,

@@ -46,9 +46,9 @@ fn config_from_args(args: &RunArgs) -> VmConfig {
         cpus: args.cpus,
         memory: args.memory,
         boot: BootSource::Kernel {
-            kernel: args.kernel.clone(),
-            initrd: args.initrd.clone(),
-            cmdline: args.append.clone(),
+            kernel: args.boot.kernel.clone(),
+            initrd: args.boot.initrd.clone(),
+            cmdline: args.boot.append.clone(),
         },
         host_profile: args.host_profile,
         on_reboot: if args.no_reboot {

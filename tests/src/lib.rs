@@ -299,6 +299,18 @@ impl CoveProcess {
 
     /// Sends a serial break (Ctrl-A B, cove's console escape) and then `key`: magic SysRq
     /// `key` on a Linux guest.
+    /// Sends SysRq `key` until the guest logs `expect`, at most `tries` times (a break and its
+    /// key can be lost while the guest is slow to service the UART). Returns whether it did.
+    pub fn sysrq_until(&mut self, key: u8, expect: &str, tries: u32) -> bool {
+        for _ in 0..tries {
+            self.send_sysrq(key);
+            if self.serial.wait_for(expect, Duration::from_secs(30)) {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn send_sysrq(&mut self, key: u8) {
         self.send(b"\x01b");
         self.send(&[key]);

@@ -150,15 +150,7 @@ fn guest_mounts_ext4_root_read_write() {
     );
     std::thread::sleep(Duration::from_secs(3));
 
-    for _ in 0..3 {
-        vm.send_sysrq(b'u');
-        if vm
-            .serial
-            .wait_for("sysrq: Emergency Remount", Duration::from_secs(30))
-        {
-            break;
-        }
-    }
+    vm.sysrq_until(b'u', "sysrq: Emergency Remount", 3);
     assert!(
         vm.serial.wait_for("Emergency Remount complete", STEP),
         "{}",
@@ -171,17 +163,7 @@ fn guest_mounts_ext4_root_read_write() {
         "no {remounted:?}\n{}",
         vm.transcript()
     );
-    // A break and its SysRq key can be lost when the guest is slow to service the UART (this
-    // host emulates every guest kernel instruction); repeat the request until it is seen.
-    for _ in 0..3 {
-        vm.send_sysrq(b'o');
-        if vm
-            .serial
-            .wait_for("sysrq: Power Off", Duration::from_secs(30))
-        {
-            break;
-        }
-    }
+    vm.sysrq_until(b'o', "sysrq: Power Off", 3);
     let status = vm.wait(STEP);
     let t = vm.transcript();
     assert!(vm.serial.text().contains("sysrq: Power Off"), "{t}");

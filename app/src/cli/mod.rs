@@ -42,11 +42,9 @@ pub enum Command {
     Qmp(QmpArgs),
 }
 
+/// Direct kernel boot, shared by `cove run` and `cove create`.
 #[derive(Args, Debug)]
-pub struct CreateArgs {
-    /// The VM's name (unique in the library).
-    #[arg(long)]
-    pub name: String,
+pub struct KernelArgs {
     /// Kernel to boot: a bzImage or an uncompressed ELF vmlinux.
     #[arg(long, value_name = "PATH")]
     pub kernel: PathBuf,
@@ -56,6 +54,15 @@ pub struct CreateArgs {
     /// Kernel command line.
     #[arg(long, value_name = "ARGS", default_value = "console=ttyS0")]
     pub append: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The VM's name (unique in the library).
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub boot: KernelArgs,
     /// Number of vCPUs.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cpus: u8,
@@ -119,15 +126,8 @@ pub struct QmpArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Kernel to boot: a bzImage or an uncompressed ELF vmlinux.
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
-    /// Initial ramdisk.
-    #[arg(long, value_name = "PATH")]
-    pub initrd: Option<PathBuf>,
-    /// Kernel command line.
-    #[arg(long, value_name = "ARGS", default_value = "console=ttyS0")]
-    pub append: String,
+    #[command(flatten)]
+    pub boot: KernelArgs,
     /// Guest RAM, e.g. 512M or 2G.
     #[arg(long, value_name = "SIZE", default_value = "512M")]
     pub memory: MemorySize,
