@@ -327,7 +327,15 @@ impl CoveApp {
                                 );
                                 ui.label("");
                                 ui.label("");
-                                ui.label(error.split_whitespace().collect::<Vec<_>>().join(" "));
+                                // Paths inside the library are shown relative to it.
+                                let root = format!("{}/", self.library.root().display());
+                                ui.label(
+                                    error
+                                        .replace(&root, "")
+                                        .split_whitespace()
+                                        .collect::<Vec<_>>()
+                                        .join(" "),
+                                );
                             }
                         }
                         ui.end_row();

@@ -146,3 +146,30 @@ fn duplicate_names_and_host_limits_are_refused() {
     app.refresh();
     assert_eq!(app.running_count(), 0);
 }
+
+/// Rendered snapshots (egui_kittest with wgpu; the images live in app/tests/snapshots and are
+/// compared within kittest's default tolerance). `UPDATE_SNAPSHOTS=1` rewrites them.
+#[test]
+fn snapshots_of_the_library_and_the_wizard() {
+    let tmp = TempDir::new("snapshots");
+    let library = Library::open(Some(&tmp.0.join("vms"))).unwrap();
+    let mut config =
+        emu::config::VmConfig::from_toml("[boot]\nkind = \"kernel\"\nkernel = \"/boot/vmlinux\"\n")
+            .unwrap();
+    config.name = "Debian test".into();
+    library.create(config, None).unwrap();
+    std::fs::create_dir_all(tmp.0.join("vms/bad")).unwrap();
+    std::fs::write(tmp.0.join("vms/bad/vm.toml"), "cpus = \"many\"").unwrap();
+    let app = CoveApp::new(library, None, LIMITS);
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(900.0, 360.0))
+        .wgpu()
+        .build_ui_state(|ui, app: &mut CoveApp| app.ui(ui), app);
+    h.run();
+    h.snapshot("library");
+    h.get_by_label("New VM").click();
+    h.run();
+    h.get_by_label("Next").click();
+    h.run();
+    h.snapshot("wizard_source_with_error");
+}
