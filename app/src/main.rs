@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     logging::init(args.verbose);
     let Some(command) = args.command else {
-        return gui::run(args.data_dir.as_deref());
+        return gui::run(args.data_dir.as_deref(), args.open.as_deref());
     };
     let result = match command {
         cli::Command::Run(run_args) => run::run(run_args),

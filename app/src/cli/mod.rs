@@ -13,6 +13,9 @@ pub struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// With the desktop app: start this library VM as soon as the app opens.
+    #[arg(long, value_name = "NAME")]
+    pub open: Option<String>,
     /// Without a subcommand, cove opens the desktop app on the VM library.
     #[command(subcommand)]
     pub command: Option<Command>,

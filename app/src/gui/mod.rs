@@ -486,20 +486,38 @@ fn os_name(vm: &VmEntry) -> String {
     }
 }
 
-struct GuiApp(CoveApp);
+struct GuiApp {
+    app: CoveApp,
+    started: Instant,
+    first_frame: bool,
+    open: Option<String>,
+}
 
 impl eframe::App for GuiApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
-        if ctx.input(|i| i.viewport().close_requested()) && !self.0.may_close() {
+        if !self.first_frame {
+            self.first_frame = true;
+            log::info!(
+                "GUI: first frame after {} ms",
+                self.started.elapsed().as_millis()
+            );
+            if let Some(name) = self.open.take() {
+                match self.app.library.find(&name) {
+                    Ok(entry) => self.app.start(&entry, &ctx),
+                    Err(e) => self.app.message = Some(e.to_string()),
+                }
+            }
+        }
+        if ctx.input(|i| i.viewport().close_requested()) && !self.app.may_close() {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
         }
-        self.0.ui(ui);
+        self.app.ui(ui);
     }
 }
 
-/// Opens the app window on the library in `data_dir`.
-pub fn run(data_dir: Option<&Path>) -> ExitCode {
+/// Opens the app window on the library in `data_dir`, starting the VM `open` if given.
+pub fn run(data_dir: Option<&Path>, open: Option<&str>) -> ExitCode {
     let library = match Library::open(data_dir) {
         Ok(library) => library,
         Err(e) => {
@@ -516,19 +534,17 @@ pub fn run(data_dir: Option<&Path>) -> ExitCode {
         ..Default::default()
     };
     let started = Instant::now();
+    let open = open.map(str::to_string);
     let result = eframe::run_native(
         "cove",
         options,
         Box::new(move |cc| {
-            log::info!(
-                "GUI: first frame set up {:?} after start",
-                started.elapsed()
-            );
-            Ok(Box::new(GuiApp(CoveApp::new(
-                library,
-                cc.wgpu_render_state.clone(),
-                HostLimits::detect(),
-            ))))
+            Ok(Box::new(GuiApp {
+                app: CoveApp::new(library, cc.wgpu_render_state.clone(), HostLimits::detect()),
+                started,
+                first_frame: false,
+                open,
+            }))
         }),
     );
     match result {

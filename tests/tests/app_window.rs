@@ -1,0 +1,88 @@
+//! The desktop app under Xvfb: `cove --open NAME` starts a library VM inside the app, and a
+//! screenshot of the app window shows the guest's console (fbcon on virtio-gpu) in its tab.
+
+use cove_tests::x11::Xvfb;
+use cove_tests::{
+    cove_binary, kernel_image, kvm_available, run_cove, test_kernel, CoveProcess, ScratchDir,
+};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Lines of console text (16-pixel rows with many lit pixels) between `top` and `bottom`.
+fn text_rows(width: u32, rgb: &[u8], top: u32, bottom: u32) -> usize {
+    (top / 16..bottom / 16)
+        .filter(|line| {
+            let lit = (line * 16..line * 16 + 16)
+                .flat_map(|y| (0..width).map(move |x| ((y * width + x) * 3) as usize))
+                .filter(|&i| rgb[i] as u32 + rgb[i + 1] as u32 + rgb[i + 2] as u32 > 300)
+                .count();
+            lit > 40
+        })
+        .count()
+}
+
+#[test]
+fn a_library_vm_shows_its_console_in_the_app() {
+    if !kvm_available() {
+        return;
+    }
+    let scratch = ScratchDir::new("app-window");
+    let data = scratch.path("vms").display().to_string();
+    let kernel = test_kernel();
+    let image = kernel_image(&kernel).display().to_string();
+    let initrd = kernel.initramfs.display().to_string();
+    let (code, out, err) = run_cove(
+        &[
+            "--data-dir",
+            &data,
+            "create",
+            "--name",
+            "guest",
+            "--kernel",
+            &image,
+            "--initrd",
+            &initrd,
+            "--append",
+            "console=tty0 console=ttyS0 COVE_INIT=spin",
+            "--memory",
+            "256M",
+            "--display",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    let x = Xvfb::start();
+    let mut command = Command::new(cove_binary());
+    command.env("DISPLAY", &x.display);
+    let app = CoveProcess::spawn_command(command, &["--data-dir", &data, "--open", "guest"]);
+    assert!(
+        x.find_window("Cove", Duration::from_secs(60)).is_some(),
+        "no app window\n{}",
+        app.transcript()
+    );
+    // The console appears once the guest's fbcon has drawn it (a minute or more here, where the
+    // guest kernel is emulated).
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut rows = 0;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(5));
+        let (width, height, rgb) = x.screenshot();
+        // The display area: below the app's and the VM tab's toolbars, above the status bar.
+        rows = text_rows(width, &rgb, 80, height.min(720));
+        if rows >= 10 {
+            break;
+        }
+    }
+    assert!(
+        rows >= 10,
+        "the app shows only {rows} console lines\n{}",
+        app.transcript()
+    );
+    assert!(
+        app.log.text().contains("GUI: first frame after"),
+        "{}",
+        app.transcript()
+    );
+    drop(app);
+}
