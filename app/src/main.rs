@@ -9,6 +9,7 @@ mod library_cli;
 mod logging;
 mod qmp_client;
 mod run;
+mod settings;
 mod terminal;
 mod window;
 

@@ -71,7 +71,8 @@ impl DisplayView {
         self.set_grab(ctx, false);
     }
 
-    fn set_grab(&mut self, ctx: &egui::Context, grab: bool) {
+    /// Grabs (confines and hides) or releases the pointer.
+    pub fn set_grab(&mut self, ctx: &egui::Context, grab: bool) {
         if self.grabbed == grab {
             return;
         }

@@ -12,6 +12,7 @@ pub mod validation;
 pub mod wizard;
 
 use crate::library::{Entry, Library, VmEntry};
+use crate::settings::Settings;
 use disk_copy::DiskCopy;
 use running::RunningVm;
 use std::path::Path;
@@ -54,13 +55,17 @@ pub struct CoveApp {
     render_state: Option<egui_wgpu::RenderState>,
     thumbnails: Thumbnails,
     last_refresh: Instant,
+    settings: Settings,
+    settings_path: Option<std::path::PathBuf>,
 }
 
 impl CoveApp {
+    /// An app that reads and writes its settings at `settings_path`.
     pub fn new(
         library: Library,
         render_state: Option<egui_wgpu::RenderState>,
         limits: HostLimits,
+        settings_path: Option<std::path::PathBuf>,
     ) -> Self {
         let mut app = Self {
             library,
@@ -78,6 +83,8 @@ impl CoveApp {
             render_state,
             thumbnails: Thumbnails::default(),
             last_refresh: Instant::now(),
+            settings: Settings::load(settings_path.as_deref()),
+            settings_path,
         };
         app.refresh();
         app
@@ -120,7 +127,8 @@ impl CoveApp {
         }
         self.running.retain(|r| r.name != entry.config.name);
         match RunningVm::start(entry, ctx) {
-            Ok(vm) => {
+            Ok(mut vm) => {
+                vm.default_scale = self.settings.scale_mode();
                 self.view = View::Vm(vm.name.clone());
                 self.running.push(vm);
             }
@@ -143,6 +151,10 @@ impl CoveApp {
         let ctx = ui.ctx().clone();
         for vm in &mut self.running {
             vm.poll();
+            if let Some(mode) = vm.scale_changed.take() {
+                self.settings.set_scale_mode(mode);
+                self.settings.save(self.settings_path.as_deref());
+            }
         }
         if self.last_refresh.elapsed() > Duration::from_secs(2) {
             self.refresh();
@@ -535,12 +547,18 @@ pub fn run(data_dir: Option<&Path>, open: Option<&str>) -> ExitCode {
     };
     let started = Instant::now();
     let open = open.map(str::to_string);
+    let settings_path = Settings::path(data_dir);
     let result = eframe::run_native(
         "cove",
         options,
         Box::new(move |cc| {
             Ok(Box::new(GuiApp {
-                app: CoveApp::new(library, cc.wgpu_render_state.clone(), HostLimits::detect()),
+                app: CoveApp::new(
+                    library,
+                    cc.wgpu_render_state.clone(),
+                    HostLimits::detect(),
+                    settings_path,
+                ),
                 started,
                 first_frame: false,
                 open,

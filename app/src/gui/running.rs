@@ -63,6 +63,9 @@ pub struct RunningVm {
     message: Option<String>,
     fullscreen: bool,
     thumbnail: std::path::PathBuf,
+    /// The scaling mode new views start with, and a change the user made (to remember).
+    pub default_scale: ScaleMode,
+    pub scale_changed: Option<ScaleMode>,
 }
 
 impl RunningVm {
@@ -114,6 +117,8 @@ impl RunningVm {
             message: None,
             fullscreen: false,
             thumbnail: entry.dir.join(crate::library::THUMBNAIL_FILE),
+            default_scale: ScaleMode::Fit,
+            scale_changed: None,
         })
     }
 
@@ -248,7 +253,9 @@ impl RunningVm {
                 render_state,
                 self.controller.display().cloned(),
             ) {
-                self.view = Some(DisplayView::new(state, frames.clone(), port));
+                let mut view = DisplayView::new(state, frames.clone(), port);
+                view.scale = self.default_scale;
+                self.view = Some(view);
             }
         }
         self.toolbar(ui);

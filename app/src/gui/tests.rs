@@ -29,7 +29,12 @@ impl Drop for TempDir {
 }
 
 fn app(dir: &Path) -> CoveApp {
-    CoveApp::new(Library::open(Some(&dir.join("vms"))).unwrap(), None, LIMITS)
+    CoveApp::new(
+        Library::open(Some(&dir.join("vms"))).unwrap(),
+        None,
+        LIMITS,
+        None,
+    )
 }
 
 fn harness(app: CoveApp) -> Harness<'static, CoveApp> {
@@ -160,7 +165,7 @@ fn snapshots_of_the_library_and_the_wizard() {
     library.create(config, None).unwrap();
     std::fs::create_dir_all(tmp.0.join("vms/bad")).unwrap();
     std::fs::write(tmp.0.join("vms/bad/vm.toml"), "cpus = \"many\"").unwrap();
-    let app = CoveApp::new(library, None, LIMITS);
+    let app = CoveApp::new(library, None, LIMITS, None);
     let mut h = Harness::builder()
         .with_size(egui::vec2(900.0, 360.0))
         .wgpu()
