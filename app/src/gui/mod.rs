@@ -149,6 +149,18 @@ impl CoveApp {
     /// Draws the app.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
+        let restart: Vec<String> = self
+            .running
+            .iter_mut()
+            .filter(|vm| std::mem::take(&mut vm.start_requested))
+            .map(|vm| vm.name.clone())
+            .collect();
+        for name in restart {
+            match self.library.find(&name) {
+                Ok(entry) => self.start(&entry, &ctx),
+                Err(e) => self.message = Some(e.to_string()),
+            }
+        }
         for vm in &mut self.running {
             vm.poll();
             if let Some(mode) = vm.scale_changed.take() {

@@ -66,6 +66,8 @@ pub struct RunningVm {
     /// The scaling mode new views start with, and a change the user made (to remember).
     pub default_scale: ScaleMode,
     pub scale_changed: Option<ScaleMode>,
+    /// The user asked to start this (ended) VM again.
+    pub start_requested: bool,
 }
 
 impl RunningVm {
@@ -119,6 +121,7 @@ impl RunningVm {
             thumbnail: entry.dir.join(crate::library::THUMBNAIL_FILE),
             default_scale: ScaleMode::Fit,
             scale_changed: None,
+            start_requested: false,
         })
     }
 
@@ -157,6 +160,12 @@ impl RunningVm {
         ui.horizontal(|ui| {
             let status = self.controller.status();
             let running = self.is_running();
+            if ui
+                .add_enabled(!running, egui::Button::new("Start"))
+                .clicked()
+            {
+                self.start_requested = true;
+            }
             let paused = status == VmStatus::Paused;
             if ui
                 .add_enabled(
