@@ -152,8 +152,7 @@ impl CoveApp {
         let restart: Vec<String> = self
             .running
             .iter_mut()
-            .filter(|vm| std::mem::take(&mut vm.start_requested))
-            .map(|vm| vm.name.clone())
+            .filter_map(|vm| std::mem::take(&mut vm.start_requested).then(|| vm.name.clone()))
             .collect();
         for name in restart {
             match self.library.find(&name) {
