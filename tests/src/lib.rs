@@ -128,6 +128,32 @@ pub fn kernel_image(kernel: &TestKernel) -> &Path {
     }
 }
 
+/// Adds a library VM (in the library at `data_dir`) that boots the test kernel with `append`
+/// and 256 MiB of RAM; `extra` goes after. Panics if `cove create` fails.
+pub fn create_test_kernel_vm(data_dir: &str, name: &str, append: &str, extra: &[&str]) {
+    let kernel = test_kernel();
+    let image = kernel_image(&kernel).display().to_string();
+    let initrd = kernel.initramfs.display().to_string();
+    let mut args = vec![
+        "--data-dir",
+        data_dir,
+        "create",
+        "--name",
+        name,
+        "--kernel",
+        &image,
+        "--initrd",
+        &initrd,
+        "--append",
+        append,
+        "--memory",
+        "256M",
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run_cove(&args, Duration::from_secs(60));
+    assert_eq!(code, Some(0), "cove create failed: {out}{err}");
+}
+
 /// Starts `cove run` on the test kernel (the image this host can boot) and its initramfs, with
 /// `append` as the command line and `extra` arguments after it.
 pub fn run_test_kernel(kernel: &TestKernel, append: &str, extra: &[&str]) -> CoveProcess {

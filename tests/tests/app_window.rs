@@ -2,9 +2,7 @@
 //! screenshot of the app window shows the guest's console (fbcon on virtio-gpu) in its tab.
 
 use cove_tests::x11::Xvfb;
-use cove_tests::{
-    cove_binary, kernel_image, kvm_available, run_cove, test_kernel, CoveProcess, ScratchDir,
-};
+use cove_tests::{cove_binary, create_test_kernel_vm, kvm_available, CoveProcess, ScratchDir};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -28,29 +26,12 @@ fn a_library_vm_shows_its_console_in_the_app() {
     }
     let scratch = ScratchDir::new("app-window");
     let data = scratch.path("vms").display().to_string();
-    let kernel = test_kernel();
-    let image = kernel_image(&kernel).display().to_string();
-    let initrd = kernel.initramfs.display().to_string();
-    let (code, out, err) = run_cove(
-        &[
-            "--data-dir",
-            &data,
-            "create",
-            "--name",
-            "guest",
-            "--kernel",
-            &image,
-            "--initrd",
-            &initrd,
-            "--append",
-            "console=tty0 console=ttyS0 COVE_INIT=spin",
-            "--memory",
-            "256M",
-            "--display",
-        ],
-        Duration::from_secs(60),
+    create_test_kernel_vm(
+        &data,
+        "guest",
+        "console=tty0 console=ttyS0 COVE_INIT=spin",
+        &["--display"],
     );
-    assert_eq!(code, Some(0), "{out}{err}");
 
     let x = Xvfb::start();
     let mut command = Command::new(cove_binary());

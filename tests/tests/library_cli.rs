@@ -1,7 +1,9 @@
 //! The VM library from the command line: create, list (with a broken entry beside good ones),
 //! edit, start (a real guest under KVM, stopped through QMP) and delete.
 
-use cove_tests::{cove_binary, kvm_available, run_cove, test_kernel, CoveProcess, ScratchDir};
+use cove_tests::{
+    cove_binary, create_test_kernel_vm, kvm_available, run_cove, CoveProcess, ScratchDir,
+};
 use std::time::{Duration, Instant};
 
 fn cove(data: &str, args: &[&str]) -> (Option<i32>, String, String) {
@@ -85,26 +87,7 @@ fn start_boots_a_library_vm() {
     }
     let scratch = ScratchDir::new("library-start");
     let data = scratch.path("vms").display().to_string();
-    let kernel = test_kernel();
-    let image = cove_tests::kernel_image(&kernel).display().to_string();
-    let initrd = kernel.initramfs.display().to_string();
-    let (code, out, err) = cove(
-        &data,
-        &[
-            "create",
-            "--name",
-            "guest",
-            "--kernel",
-            &image,
-            "--initrd",
-            &initrd,
-            "--append",
-            "console=ttyS0 COVE_INIT=spin",
-            "--memory",
-            "256M",
-        ],
-    );
-    assert_eq!(code, Some(0), "{out}{err}");
+    create_test_kernel_vm(&data, "guest", "console=ttyS0 COVE_INIT=spin", &[]);
     let socket = scratch.path("qmp.sock");
     let qmp = format!("unix:{}", socket.display());
     let mut vm = CoveProcess::spawn(&["--data-dir", &data, "start", "guest", "--qmp", &qmp]);
