@@ -56,23 +56,37 @@ impl Chain {
         Ok(Self { head, segments })
     }
 
-    /// Total bytes in device-readable buffers.
-    pub fn readable_len(&self) -> u64 {
+    /// The device-readable buffers, in order.
+    pub fn readable(&self) -> Vec<Segment> {
+        self.with_direction(false)
+    }
+
+    /// The device-writable buffers, in order.
+    pub fn writable(&self) -> Vec<Segment> {
+        self.with_direction(true)
+    }
+
+    fn with_direction(&self, writable: bool) -> Vec<Segment> {
         self.segments
             .iter()
-            .filter(|s| !s.writable)
-            .map(|s| u64::from(s.len))
-            .sum()
+            .copied()
+            .filter(|s| s.writable == writable)
+            .collect()
+    }
+
+    /// Total bytes in device-readable buffers.
+    pub fn readable_len(&self) -> u64 {
+        total(&self.readable())
     }
 
     /// Total bytes in device-writable buffers.
     pub fn writable_len(&self) -> u64 {
-        self.segments
-            .iter()
-            .filter(|s| s.writable)
-            .map(|s| u64::from(s.len))
-            .sum()
+        total(&self.writable())
     }
+}
+
+fn total(segments: &[Segment]) -> u64 {
+    segments.iter().map(|s| u64::from(s.len)).sum()
 }
 
 /// A guest memory access outside guest RAM.

@@ -51,12 +51,7 @@ impl VirtioDevice for Rng {
         let mut buffer = vec![0u8; MAX_BYTES_PER_REQUEST];
         let worker = Worker::spawn("virtio-rng", vec![ready.doorbell], move |_| {
             serve_queue(&mut queue, 0, &memory, &interrupt, |chain| {
-                let writable: Vec<_> = chain
-                    .segments
-                    .iter()
-                    .copied()
-                    .filter(|s| s.writable)
-                    .collect();
+                let writable = chain.writable();
                 let want = (chain.writable_len() as usize).min(MAX_BYTES_PER_REQUEST);
                 if let Err(e) = fill_random(&mut buffer[..want]) {
                     log::warn!("virtio-rng: getrandom failed: {e}");

@@ -163,18 +163,8 @@ impl VirtioDevice for Gpu {
             };
             let index = *index;
             serve_queue(queue, index, &memory, &interrupt, |chain| {
-                let readable: Vec<_> = chain
-                    .segments
-                    .iter()
-                    .copied()
-                    .filter(|s| !s.writable)
-                    .collect();
-                let writable: Vec<_> = chain
-                    .segments
-                    .iter()
-                    .copied()
-                    .filter(|s| s.writable)
-                    .collect();
+                let readable = chain.readable();
+                let writable = chain.writable();
                 let len = (chain.readable_len() as usize).min(MAX_COMMAND);
                 command.resize(len, 0);
                 let read = SegmentCursor::new(&readable).read(&memory, &mut command);

@@ -240,12 +240,7 @@ fn deliver(
         let head = chain.head_index();
         let written = match super::chain::Chain::collect(chain) {
             Ok(chain) => {
-                let writable: Vec<_> = chain
-                    .segments
-                    .iter()
-                    .copied()
-                    .filter(|s| s.writable)
-                    .collect();
+                let writable = chain.writable();
                 SegmentCursor::new(&writable)
                     .write(memory, &event.bytes())
                     .unwrap_or(0)
