@@ -11,6 +11,8 @@ mod qmp_client;
 mod run;
 mod settings;
 mod terminal;
+#[cfg(test)]
+mod test_support;
 mod window;
 
 use clap::Parser;
