@@ -76,17 +76,21 @@ impl Chain {
 
     /// Total bytes in device-readable buffers.
     pub fn readable_len(&self) -> u64 {
-        total(&self.readable())
+        self.len_with_direction(false)
     }
 
     /// Total bytes in device-writable buffers.
     pub fn writable_len(&self) -> u64 {
-        total(&self.writable())
+        self.len_with_direction(true)
     }
-}
 
-fn total(segments: &[Segment]) -> u64 {
-    segments.iter().map(|s| u64::from(s.len)).sum()
+    fn len_with_direction(&self, writable: bool) -> u64 {
+        self.segments
+            .iter()
+            .filter(|s| s.writable == writable)
+            .map(|s| u64::from(s.len))
+            .sum()
+    }
 }
 
 /// A guest memory access outside guest RAM.

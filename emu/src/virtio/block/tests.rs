@@ -387,38 +387,29 @@ fn bad_requests_get_ioerr_or_unsupp() {
     );
     assert_eq!(h.read_mem(status, 1)[0], blk_status::IOERR);
 
-    // Wrong direction: a writable header, a readable buffer for a read.
-    let r = request(&h, kind::IN, 0, 512);
-    run(
-        &mut d,
-        &[
-            Buffer::writable(r.header, 16),
-            Buffer::writable(r.data, 512),
-            Buffer::writable(r.status, 1),
-        ],
-    );
-    assert_eq!(status_of(&h, &r), blk_status::IOERR);
-    let r = request(&h, kind::IN, 0, 512);
-    run(
-        &mut d,
-        &[
-            Buffer::readable(r.header, 16),
-            Buffer::readable(r.data, 512),
-            Buffer::writable(r.status, 1),
-        ],
-    );
-    assert_eq!(status_of(&h, &r), blk_status::IOERR);
-    // A write whose data the device is told to fill instead.
-    let r = request(&h, kind::OUT, 0, 512);
-    run(
-        &mut d,
-        &[
-            Buffer::readable(r.header, 16),
-            Buffer::writable(r.data, 512),
-            Buffer::writable(r.status, 1),
-        ],
-    );
-    assert_eq!(status_of(&h, &r), blk_status::IOERR);
+    // Wrong direction: a writable header, a readable buffer for a read, and a write whose
+    // data the device is told to fill instead.
+    for (kind, header_writable, data_writable) in [
+        (kind::IN, true, true),
+        (kind::IN, false, false),
+        (kind::OUT, false, true),
+    ] {
+        let r = request(&h, kind, 0, 512);
+        let buffer = |address, len, writable| Buffer {
+            address,
+            len,
+            writable,
+        };
+        run(
+            &mut d,
+            &[
+                buffer(r.header, 16, header_writable),
+                buffer(r.data, 512, data_writable),
+                Buffer::writable(r.status, 1),
+            ],
+        );
+        assert_eq!(status_of(&h, &r), blk_status::IOERR, "request {kind}");
+    }
     // A short header.
     let r = request(&h, kind::IN, 0, 0);
     run(
