@@ -119,6 +119,10 @@ pub fn evdev_code(key: Key) -> Option<u16> {
     })
 }
 
+/// Every modifier key (left and right Ctrl, Shift, Alt, Super), as evdev codes; the guest
+/// is told when these are released if focus leaves.
+const MODIFIER_KEYS: [u16; 8] = [29, 97, 42, 54, 56, 100, 125, 126];
+
 /// Reads one modifier's state.
 type ModifierState = fn(&egui::Modifiers) -> bool;
 
@@ -158,9 +162,7 @@ impl InputTranslator {
         self.sync_modifiers(modifiers, code, out);
         out.keyboard.push(InputEvent::key(code, pressed));
         out.keyboard.push(InputEvent::sync());
-        let is_modifier =
-            MODIFIERS.iter().any(|(m, _)| *m == code) || matches!(code, 97 | 54 | 100 | 125 | 126);
-        if is_modifier {
+        if MODIFIER_KEYS.contains(&code) {
             if pressed {
                 if !self.held_modifiers.contains(&code) {
                     self.held_modifiers.push(code);
