@@ -169,9 +169,6 @@ impl CoveApp {
         }
         if self.last_refresh.elapsed() > Duration::from_secs(2) {
             self.refresh();
-            for vm in self.running.iter().filter(|r| r.is_running()) {
-                vm.save_thumbnail();
-            }
         }
         self.poll_copy();
         egui::Panel::top("cove-top").show(ui, |ui| {

@@ -125,7 +125,7 @@ impl RunningVm {
         })
     }
 
-    /// Notices the VM's end (and saves its last screen as the library thumbnail).
+    /// Notices the VM's end, and saves its last screen as the library thumbnail.
     pub fn poll(&mut self) {
         if self.ended.is_none() && self.done.load(Ordering::Acquire) {
             if let Some(thread) = self.thread.take() {
@@ -134,6 +134,7 @@ impl RunningVm {
                         .join()
                         .unwrap_or_else(|_| "the VM thread panicked".into()),
                 );
+                self.save_thumbnail();
             }
         }
     }
@@ -142,9 +143,8 @@ impl RunningVm {
         self.ended.is_none()
     }
 
-    /// Saves the current screen as the library thumbnail (done while it runs, so the library
-    /// keeps the last one after it stops).
-    pub fn save_thumbnail(&self) {
+    /// Saves the screen the VM last showed as the library thumbnail.
+    fn save_thumbnail(&self) {
         if let Some((w, h, rgba)) = self.frames.as_ref().and_then(|f| f.rgba()) {
             if let Ok(file) = std::fs::File::create(&self.thumbnail) {
                 let _ = write_png(&mut std::io::BufWriter::new(file), w, h, &rgba);
