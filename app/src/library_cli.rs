@@ -2,7 +2,9 @@
 //! line, the same library the GUI shows.
 
 use crate::cli::{CreateArgs, DeleteArgs, EditArgs, StartArgs};
-use crate::library::{Entry, Library, LibraryError};
+use crate::library::run_lock::{self, Activity};
+use crate::library::{self, Entry, Library, LibraryError};
+use crate::limits::HostLimits;
 use crate::run::{run_config, RunError, RunOptions};
 use emu::config::{BootSource, DisplayConfig, VmConfig};
 use std::io::{BufRead, Write};
@@ -35,32 +37,59 @@ pub fn list(data_dir: Option<&Path>) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!(
-        "{:<24} {:>4} {:>8} {:<8} FOLDER",
-        "NAME", "CPUS", "MEMORY", "DISPLAY"
+        "{:<24} {:<10} {:>4} {:>8} {:<8} FOLDER",
+        "NAME", "STATE", "CPUS", "MEMORY", "DISPLAY"
     );
     for entry in entries {
         match entry {
-            Entry::Vm(vm) => println!(
-                "{:<24} {:>4} {:>8} {:<8} {}",
-                vm.config.name,
-                vm.config.cpus,
-                vm.config.memory.to_string(),
-                if vm.config.display.enabled {
-                    "yes"
-                } else {
-                    "no"
-                },
-                vm.dir.display()
-            ),
+            Entry::Vm(vm) => {
+                let state = match run_lock::holder(&vm.dir).map(|h| h.activity) {
+                    None => "stopped",
+                    Some(Activity::Running) => "running",
+                    Some(Activity::CopyingDisk) => "copying",
+                    Some(Activity::Deleting) => "deleting",
+                };
+                println!(
+                    "{:<24} {:<10} {:>4} {:>8} {:<8} {}",
+                    vm.config.name,
+                    state,
+                    vm.config.cpus,
+                    vm.config.memory.to_string(),
+                    if vm.config.display.enabled {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    vm.dir.display()
+                )
+            }
             Entry::Broken { dir, error } => println!(
-                "{:<24} BROKEN ({}): {}",
+                "{:<24} {:<10} ({}): {}",
                 "?",
+                "BROKEN",
                 dir.display(),
                 error.split_whitespace().collect::<Vec<_>>().join(" ")
             ),
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Refuses CPUs and memory this host cannot give, with the reason (exit 2).
+fn check_limits(cpus: u8, memory: u64) -> Result<(), ExitCode> {
+    let limits = HostLimits::detect();
+    match limits.vm_error(u32::from(cpus), memory) {
+        Some(e) => {
+            eprintln!("cove: error: {e}");
+            Err(ExitCode::from(2))
+        }
+        None => {
+            if let Some(w) = limits.memory_warning(memory) {
+                eprintln!("cove: warning: {w}");
+            }
+            Ok(())
+        }
+    }
 }
 
 pub fn create(data_dir: Option<&Path>, args: &CreateArgs) -> ExitCode {
@@ -81,6 +110,9 @@ pub fn create(data_dir: Option<&Path>, args: &CreateArgs) -> ExitCode {
             initrd.display()
         );
         return ExitCode::from(2);
+    }
+    if let Err(code) = check_limits(args.cpus, args.memory.bytes()) {
+        return code;
     }
     let mut config = match VmConfig::from_toml("[boot]\nkind = \"kernel\"\nkernel = \"/\"\n") {
         Ok(c) => c,
@@ -123,12 +155,28 @@ pub fn start(data_dir: Option<&Path>, args: &StartArgs) -> Result<ExitCode, RunE
         Ok(vm) => vm,
         Err(e) => return Ok(fail(&e)),
     };
+    let lock = match library.lock(&vm, "cove start", Activity::Running) {
+        Ok(lock) => lock,
+        Err(e) => return Ok(fail(&e)),
+    };
+    // Read again under the lock: an edit may have landed since.
+    let vm = match library::load(&vm.dir) {
+        Entry::Vm(vm) => vm,
+        Entry::Broken { error, .. } => {
+            eprintln!("cove: error: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Err(code) = check_limits(vm.config.cpus, vm.config.memory.bytes()) {
+        return Ok(code);
+    }
     run_config(
         vm.config,
         RunOptions {
             display: args.display,
             qmp: args.qmp.clone(),
             stats: false,
+            run_lock: Some(lock),
         },
     )
 }
@@ -138,34 +186,97 @@ pub fn edit(data_dir: Option<&Path>, args: &EditArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let mut vm = match library.find(&args.name) {
+    let vm = match library.find(&args.name) {
         Ok(vm) => vm,
         Err(e) => return fail(&e),
     };
-    if let Some(name) = &args.rename {
-        vm.config.name = name.clone();
-    }
-    if let Some(cpus) = args.cpus {
-        vm.config.cpus = cpus;
-    }
-    if let Some(memory) = args.memory {
-        vm.config.memory = memory;
-    }
-    if let Some(append) = &args.append {
-        match &mut vm.config.boot {
-            BootSource::Kernel { cmdline, .. } => *cmdline = append.clone(),
-            BootSource::Firmware { .. } => {
-                eprintln!(
-                    "cove: error: {} boots through firmware; it has no kernel command line",
-                    vm.config.name
-                );
+    let only_rename = args.cpus.is_none()
+        && args.memory.is_none()
+        && args.append.is_none()
+        && args.kernel.is_none()
+        && args.initrd.is_none();
+    // A rename is safe while the VM runs; anything else would not reach the running VM and
+    // would be lost or half-applied, so it waits until the VM stops.
+    let _lock = if only_rename {
+        None
+    } else {
+        match library.lock(&vm, "cove edit", Activity::Running) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                eprintln!("cove: error: {e}; stop it before changing anything but its name");
                 return ExitCode::from(2);
             }
         }
+    };
+    if let Some(kernel) = args.kernel.as_ref().filter(|k| !k.is_file()) {
+        eprintln!(
+            "cove: error: kernel {} is not a readable file",
+            kernel.display()
+        );
+        return ExitCode::from(2);
     }
-    match library.update(&vm) {
+    if let Some(initrd) = args
+        .initrd
+        .as_ref()
+        .filter(|i| !i.as_os_str().is_empty() && !i.is_file())
+    {
+        eprintln!(
+            "cove: error: initrd {} is not a readable file",
+            initrd.display()
+        );
+        return ExitCode::from(2);
+    }
+    let cpus = args.cpus.unwrap_or(vm.config.cpus);
+    let memory = args.memory.map_or(vm.config.memory.bytes(), |m| m.bytes());
+    if (args.cpus.is_some() || args.memory.is_some()) && check_limits(cpus, memory).is_err() {
+        return ExitCode::from(2);
+    }
+    if args.append.is_some()
+        && args.kernel.is_none()
+        && matches!(vm.config.boot, BootSource::Firmware { .. })
+    {
+        eprintln!(
+            "cove: error: {} boots through firmware, so it has no kernel command line; give it \
+             a kernel with --kernel PATH (and --initrd, --append) to boot it directly",
+            vm.config.name
+        );
+        return ExitCode::from(2);
+    }
+    let result = library.modify(&vm.dir, |config| {
+        if let Some(name) = &args.rename {
+            config.name = name.clone();
+        }
+        config.cpus = cpus;
+        config.memory = emu::config::MemorySize::from_bytes(memory);
+        if let Some(kernel) = &args.kernel {
+            let cmdline = match &config.boot {
+                BootSource::Kernel { cmdline, .. } => cmdline.clone(),
+                BootSource::Firmware { .. } => "console=ttyS0".into(),
+            };
+            config.boot = BootSource::Kernel {
+                kernel: absolute(kernel),
+                initrd: None,
+                cmdline,
+            };
+        }
+        if let BootSource::Kernel {
+            initrd, cmdline, ..
+        } = &mut config.boot
+        {
+            if let Some(new) = &args.initrd {
+                *initrd = (!new.as_os_str().is_empty()).then(|| absolute(new));
+            }
+            if let Some(append) = &args.append {
+                *cmdline = append.clone();
+            }
+        }
+    });
+    match result {
         Ok(()) => {
-            println!("updated {}", vm.config.name);
+            println!(
+                "updated {}",
+                args.rename.as_deref().unwrap_or(&vm.config.name)
+            );
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
@@ -196,9 +307,17 @@ pub fn delete(data_dir: Option<&Path>, args: &DeleteArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match library.delete(&args.name) {
-        Ok(dir) => {
-            println!("deleted {} ({})", args.name, dir.display());
+    match library.delete(&args.name, "cove delete") {
+        Ok(trashed) => {
+            if let Err(e) = library::trash::purge(&trashed.path) {
+                eprintln!(
+                    "cove: warning: {} is deleted from the library, but removing {} failed: {}",
+                    args.name,
+                    trashed.path.display(),
+                    crate::limits::describe_io(&e)
+                );
+            }
+            println!("deleted {} ({})", args.name, vm.dir.display());
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),

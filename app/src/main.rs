@@ -6,6 +6,7 @@ mod console_escape;
 mod gui;
 mod library;
 mod library_cli;
+mod limits;
 mod logging;
 mod qmp_client;
 mod run;

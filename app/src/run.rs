@@ -70,6 +70,9 @@ pub struct RunOptions {
     pub display: DisplayMode,
     pub qmp: Option<QmpSpec>,
     pub stats: bool,
+    /// A library VM's run lock: held until the VM ends, and told where the VM's control socket
+    /// is (other Cove processes find the running VM through it).
+    pub run_lock: Option<crate::library::run_lock::RunLock>,
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
@@ -80,6 +83,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
             display: args.display,
             qmp: args.qmp.clone(),
             stats: args.stats,
+            run_lock: None,
         },
     )
 }
@@ -104,6 +108,22 @@ pub fn run_config(mut config: VmConfig, args: RunOptions) -> Result<ExitCode, Ru
         }
         DisplayMode::None => None,
     };
+    let mut run_lock = args.run_lock;
+    let control = match &mut run_lock {
+        Some(lock) => {
+            let path = crate::library::run_lock::control_socket_path(lock.dir());
+            let server = start_qmp(
+                &vm,
+                &QmpSpec {
+                    path: path.clone(),
+                    wait: false,
+                },
+            )?;
+            lock.set_control(Some(path));
+            Some(server)
+        }
+        None => None,
+    };
     let qmp = match &args.qmp {
         Some(spec) => Some(start_qmp(&vm, spec)?),
         None => None,
@@ -122,10 +142,11 @@ pub fn run_config(mut config: VmConfig, args: RunOptions) -> Result<ExitCode, Ru
             (vm, result)
         }
     };
-    if let Some(server) = qmp {
-        // Clients get the final SHUTDOWN event before the socket goes away.
+    // Clients get the final SHUTDOWN event before the sockets go away.
+    for server in [qmp, control].into_iter().flatten() {
         server.shutdown();
     }
+    drop(run_lock);
     drop(raw_mode);
     let exit = result?;
     if args.stats {

@@ -103,6 +103,12 @@ pub struct EditArgs {
     pub cpus: Option<u8>,
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<MemorySize>,
+    /// Boot this kernel directly (bzImage or ELF vmlinux); the VM then boots without firmware.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// An initial ramdisk for the kernel ("" removes it).
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
     /// A new kernel command line.
     #[arg(long, value_name = "ARGS")]
     pub append: Option<String>,

@@ -46,8 +46,13 @@ pub struct CoveApp {
     wizard: Option<Wizard>,
     edit: Option<EditDialog>,
     confirm_delete: Option<String>,
+    /// The last deleted VM, restorable until the instant given.
+    undo_delete: Option<(crate::library::Trashed, Instant)>,
     running: Vec<RunningVm>,
-    copy: Option<DiskCopy>,
+    /// Disk copies in progress, any number at once; each holds its VM's run lock.
+    copies: Vec<DiskCopy>,
+    /// Who holds the run lock of VMs not running in this app (`cove start`, another app).
+    elsewhere: std::collections::HashMap<std::path::PathBuf, crate::library::run_lock::Holder>,
     quit_asked: bool,
     quitting_since: Option<Instant>,
     pub message: Option<String>,
@@ -74,8 +79,10 @@ impl CoveApp {
             wizard: None,
             edit: None,
             confirm_delete: None,
+            undo_delete: None,
             running: Vec::new(),
-            copy: None,
+            copies: Vec::new(),
+            elsewhere: Default::default(),
             quit_asked: false,
             quitting_since: None,
             message: None,
@@ -95,6 +102,17 @@ impl CoveApp {
         match self.library.entries() {
             Ok(entries) => self.entries = entries,
             Err(e) => self.message = Some(e.to_string()),
+        }
+        self.elsewhere.clear();
+        for entry in &self.entries {
+            let Entry::Vm(vm) = entry else { continue };
+            let here = self.running(&vm.config.name).is_some()
+                || self.copies.iter().any(|c| c.dir() == vm.dir);
+            if !here {
+                if let Some(holder) = crate::library::run_lock::holder(&vm.dir) {
+                    self.elsewhere.insert(vm.dir.clone(), holder);
+                }
+            }
         }
         self.last_refresh = Instant::now();
     }
@@ -126,7 +144,25 @@ impl CoveApp {
             return;
         }
         self.running.retain(|r| r.name != entry.config.name);
-        match RunningVm::start(entry, ctx) {
+        let limits_error = self
+            .limits
+            .vm_error(u32::from(entry.config.cpus), entry.config.memory.bytes());
+        if let Some(e) = limits_error {
+            self.message = Some(format!("cannot start {}: {e}", entry.config.name));
+            return;
+        }
+        let lock = match self.library.lock(
+            entry,
+            "the Cove app",
+            crate::library::run_lock::Activity::Running,
+        ) {
+            Ok(lock) => lock,
+            Err(e) => {
+                self.message = Some(format!("cannot start {}: {e}", entry.config.name));
+                return;
+            }
+        };
+        match RunningVm::start(entry, ctx, lock) {
             Ok(mut vm) => {
                 vm.default_scale = self.settings.scale_mode();
                 self.view = View::Vm(vm.name.clone());
@@ -182,7 +218,11 @@ impl CoveApp {
                 }
                 ui.separator();
                 if ui.button("New VM").clicked() && self.wizard.is_none() {
-                    self.wizard = Some(Wizard::new(self.names(), self.limits));
+                    self.wizard = Some(Wizard::new(
+                        self.names(),
+                        self.limits,
+                        self.library.root().to_path_buf(),
+                    ));
                 }
                 if let Some(message) = &self.message {
                     ui.separator();
@@ -214,7 +254,7 @@ impl CoveApp {
                 });
             }
         }
-        if self.running_count() > 0 || self.copy.is_some() {
+        if self.running_count() > 0 || !self.copies.is_empty() || self.undo_delete.is_some() {
             ctx.request_repaint_after(Duration::from_millis(250));
         }
     }
@@ -234,7 +274,14 @@ impl CoveApp {
                         self.wizard = None;
                         self.message = Some(format!("created {name}"));
                         if let Some(source) = copy_disk {
-                            self.copy = Some(DiskCopy::start(source, entry));
+                            match self.library.lock(
+                                &entry,
+                                "the Cove app",
+                                crate::library::run_lock::Activity::CopyingDisk,
+                            ) {
+                                Ok(lock) => self.copies.push(DiskCopy::start(source, &entry, lock)),
+                                Err(e) => self.message = Some(format!("cannot copy the disk: {e}")),
+                            }
                         }
                         self.refresh();
                     }
@@ -244,28 +291,68 @@ impl CoveApp {
         }
     }
 
+    /// Finishes copies that ended: each adds its disk to what its VM's `vm.toml` says now, so
+    /// edits made meanwhile survive.
     fn poll_copy(&mut self) {
-        let Some(copy) = &self.copy else { return };
-        if let Some(result) = copy.poll() {
-            self.message = Some(
-                match result
-                    .and_then(|entry| self.library.update(&entry).map_err(|e| e.to_string()))
-                {
-                    Ok(()) => "disk copied".to_string(),
-                    Err(e) => format!("copying the disk failed: {e}"),
-                },
-            );
-            self.copy = None;
+        let mut finished = Vec::new();
+        self.copies.retain(|copy| match copy.poll() {
+            Some(result) => {
+                finished.push((copy.name().to_string(), copy.dir().to_path_buf(), result));
+                false
+            }
+            None => true,
+        });
+        for (name, dir, result) in finished {
+            let outcome = result.and_then(|disk| {
+                self.library
+                    .add_first_disk(&dir, disk)
+                    .map_err(|e| e.to_string())
+            });
+            self.message = Some(match outcome {
+                Ok(()) => format!("copied the disk of {name}"),
+                Err(e) => format!("copying the disk of {name} failed: {e}"),
+            });
             self.refresh();
+        }
+        if let Some((trashed, until)) = &self.undo_delete {
+            if Instant::now() >= *until {
+                if let Err(e) = crate::library::trash::purge(&trashed.path) {
+                    log::warn!("cannot empty the trash: {e}");
+                }
+                self.undo_delete = None;
+            }
         }
     }
 
     fn library_ui(&mut self, ui: &mut egui::Ui) {
-        if let Some(copy) = &self.copy {
+        for copy in &self.copies {
             ui.horizontal(|ui| {
                 ui.label(format!("Copying the disk of {}", copy.name()));
-                ui.add(egui::ProgressBar::new(copy.progress()).show_percentage());
+                ui.add(
+                    egui::ProgressBar::new(copy.progress())
+                        .show_percentage()
+                        .desired_width(240.0),
+                );
+                if ui.button("Cancel copy").clicked() {
+                    copy.cancel();
+                }
             });
+        }
+        let mut undo = false;
+        if let Some((trashed, _)) = &self.undo_delete {
+            ui.horizontal(|ui| {
+                ui.label(format!("Deleted {}.", trashed.name));
+                undo = ui.button("Undo").clicked();
+            });
+        }
+        if undo {
+            if let Some((trashed, _)) = self.undo_delete.take() {
+                self.message = Some(match self.library.restore(&trashed) {
+                    Ok(_) => format!("restored {}", trashed.name),
+                    Err(e) => format!("cannot restore {}: {e}", trashed.name),
+                });
+                self.refresh();
+            }
         }
         if self.entries.is_empty() {
             ui.label(format!(
@@ -300,21 +387,37 @@ impl CoveApp {
                                 self.thumbnails.show(ui, &ctx, vm, live.as_deref());
                                 ui.label(&vm.config.name);
                                 ui.label(os_name(vm));
-                                ui.label(match &running {
-                                    Some((status, _)) => status.to_string(),
-                                    None => "stopped".into(),
+                                let copying = self.copies.iter().any(|c| c.dir() == vm.dir);
+                                let elsewhere = self.elsewhere.get(&vm.dir);
+                                let busy = running.is_some() || copying || elsewhere.is_some();
+                                ui.label(match (&running, elsewhere) {
+                                    (Some((status, _)), _) => status.to_string(),
+                                    (None, Some(holder)) => holder.describe(),
+                                    (None, None) if copying => "copying its disk".into(),
+                                    (None, None) => "stopped".into(),
                                 });
                                 ui.label(vm.config.cpus.to_string());
                                 ui.label(vm.config.memory.to_string());
                                 ui.horizontal(|ui| {
                                     if ui
-                                        .button(if running.is_some() { "Show" } else { "Start" })
+                                        .add_enabled(
+                                            !copying && elsewhere.is_none(),
+                                            egui::Button::new(if running.is_some() {
+                                                "Show"
+                                            } else {
+                                                "Start"
+                                            }),
+                                        )
                                         .clicked()
                                     {
                                         start = Some(vm.clone());
                                     }
                                     if ui
-                                        .add_enabled(running.is_none(), egui::Button::new("Edit"))
+                                        .add_enabled(!busy, egui::Button::new("Edit"))
+                                        .on_disabled_hover_text(
+                                            "Settings are locked while the VM runs or its disk \
+                                             is being copied.",
+                                        )
                                         .clicked()
                                     {
                                         self.edit = Some(EditDialog {
@@ -326,7 +429,11 @@ impl CoveApp {
                                         });
                                     }
                                     if ui
-                                        .add_enabled(running.is_none(), egui::Button::new("Delete"))
+                                        .add_enabled(!busy, egui::Button::new("Delete"))
+                                        .on_disabled_hover_text(
+                                            "A running VM, or one whose disk is being copied, \
+                                             cannot be deleted.",
+                                        )
                                         .clicked()
                                     {
                                         self.confirm_delete = Some(vm.config.name.clone());
@@ -370,26 +477,39 @@ impl CoveApp {
 
     fn dialogs(&mut self, ctx: &egui::Context) {
         if let Some(name) = self.confirm_delete.clone() {
-            egui::Window::new("Delete VM")
-                .collapsible(false)
-                .show(ctx, |ui| {
-                    ui.label(format!(
-                        "Delete {name} and everything in its folder, disks included?"
-                    ));
-                    ui.horizontal(|ui| {
-                        if ui.button("Delete").clicked() {
-                            self.message = Some(match self.library.delete(&name) {
-                                Ok(_) => format!("deleted {name}"),
-                                Err(e) => e.to_string(),
-                            });
-                            self.confirm_delete = None;
-                            self.refresh();
+            // Modal: nothing behind it can be clicked, so the dialog cannot change its target.
+            let modal = egui::Modal::new(egui::Id::unique("delete-vm")).show(ctx, |ui| {
+                ui.heading(format!("Delete {name}?"));
+                ui.label(format!(
+                    "{name} and everything in its folder, disks included, will be deleted. \
+                     You can undo this for a few seconds."
+                ));
+                ui.horizontal(|ui| {
+                    let delete = egui::Button::new(
+                        egui::RichText::new(format!("Delete {name}")).color(egui::Color32::WHITE),
+                    )
+                    .fill(egui::Color32::from_rgb(0xc0, 0x1c, 0x28));
+                    if ui.add(delete).clicked() {
+                        self.finish_pending_delete();
+                        match self.library.delete(&name, "the Cove app") {
+                            Ok(trashed) => {
+                                self.message = Some(format!("deleted {name}"));
+                                self.undo_delete =
+                                    Some((trashed, Instant::now() + UNDO_DELETE_FOR));
+                            }
+                            Err(e) => self.message = Some(e.to_string()),
                         }
-                        if ui.button("Keep").clicked() {
-                            self.confirm_delete = None;
-                        }
-                    });
+                        self.confirm_delete = None;
+                        self.refresh();
+                    }
+                    if ui.button("Keep").clicked() {
+                        self.confirm_delete = None;
+                    }
                 });
+            });
+            if modal.should_close() {
+                self.confirm_delete = None;
+            }
         }
         let names = self.names();
         if let Some(edit) = &mut self.edit {
@@ -439,10 +559,20 @@ impl CoveApp {
                 match error {
                     Some(e) => edit.error = Some(e),
                     None => {
-                        edit.entry.config.cpus = edit.cpus as u8;
-                        edit.entry.config.memory =
-                            emu::config::MemorySize::from_mib(edit.memory_mib);
-                        match self.library.update(&edit.entry) {
+                        let (name, cpus, display) = (
+                            edit.entry.config.name.clone(),
+                            edit.cpus.clamp(1, 255) as u8,
+                            edit.entry.config.display.enabled,
+                        );
+                        let memory = emu::config::MemorySize::from_mib(edit.memory_mib);
+                        // Only what the dialog shows changes; the rest is what vm.toml says now.
+                        let saved = self.library.modify(&edit.entry.dir, |c| {
+                            c.name = name;
+                            c.cpus = cpus;
+                            c.memory = memory;
+                            c.display.enabled = display;
+                        });
+                        match saved {
                             Ok(()) => {
                                 self.message = Some(format!("saved {}", edit.entry.config.name));
                                 close = true;
@@ -495,6 +625,20 @@ impl CoveApp {
     }
 }
 
+/// How long a delete can be undone.
+const UNDO_DELETE_FOR: Duration = Duration::from_secs(10);
+
+impl CoveApp {
+    /// Purges the previous delete now (a new one replaces its undo).
+    fn finish_pending_delete(&mut self) {
+        if let Some((trashed, _)) = self.undo_delete.take() {
+            if let Err(e) = crate::library::trash::purge(&trashed.path) {
+                log::warn!("cannot empty the trash: {e}");
+            }
+        }
+    }
+}
+
 fn os_name(vm: &VmEntry) -> String {
     match &vm.config.boot {
         emu::config::BootSource::Kernel { .. } => "Linux (kernel)".into(),
@@ -539,7 +683,10 @@ impl eframe::App for GuiApp {
 /// Opens the app window on the library in `data_dir`, starting the VM `open` if given.
 pub fn run(data_dir: Option<&Path>, open: Option<&str>) -> ExitCode {
     let library = match Library::open(data_dir) {
-        Ok(library) => library,
+        Ok(library) => {
+            crate::library::trash::purge_all(library.root());
+            library
+        }
         Err(e) => {
             eprintln!("cove: error: {e}");
             return ExitCode::FAILURE;

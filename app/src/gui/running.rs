@@ -2,6 +2,7 @@
 //! console (with scrollback and input), and the tab that shows them with a toolbar and a
 //! status bar.
 
+use crate::library::run_lock::RunLock;
 use crate::library::VmEntry;
 use display::{DisplayView, FrameSink, Frames, ScaleMode};
 use emu::control::{VmController, VmStatus};
@@ -68,11 +69,15 @@ pub struct RunningVm {
     pub scale_changed: Option<ScaleMode>,
     /// The user asked to start this (ended) VM again.
     pub start_requested: bool,
+    /// The VM's control socket (QMP), which other Cove processes find through the run lock.
+    control: Option<emu::control::qmp::QmpServer>,
+    /// Held while the VM runs.
+    run_lock: Option<RunLock>,
 }
 
 impl RunningVm {
     /// Starts the VM in `entry` on its own thread.
-    pub fn start(entry: &VmEntry, ctx: &egui::Context) -> Result<Self, String> {
+    pub fn start(entry: &VmEntry, ctx: &egui::Context, mut lock: RunLock) -> Result<Self, String> {
         entry.config.validate()?;
         let scrollback = Arc::new(Mutex::new(Scrollback::default()));
         let console = ConsoleOutput::new(ScrollbackWriter(scrollback.clone(), ctx.clone()));
@@ -85,6 +90,26 @@ impl RunningVm {
             frames
         });
         let controller = vm.controller();
+        let socket = crate::library::run_lock::control_socket_path(&entry.dir);
+        let events = controller.clone();
+        let control = match emu::control::qmp::QmpServer::start(
+            &socket,
+            Arc::new(controller.clone()),
+            Arc::new(move || events.subscribe()),
+        ) {
+            Ok(server) => {
+                lock.set_control(Some(socket));
+                Some(server)
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: no control socket at {}: {e}",
+                    entry.config.name,
+                    socket.display()
+                );
+                None
+            }
+        };
         let done = Arc::new(AtomicBool::new(false));
         let vm_done = done.clone();
         let repaint = ctx.clone();
@@ -122,6 +147,8 @@ impl RunningVm {
             default_scale: ScaleMode::Fit,
             scale_changed: None,
             start_requested: false,
+            control,
+            run_lock: Some(lock),
         })
     }
 
@@ -135,6 +162,10 @@ impl RunningVm {
                         .unwrap_or_else(|_| "the VM thread panicked".into()),
                 );
                 self.save_thumbnail();
+                if let Some(server) = self.control.take() {
+                    server.shutdown();
+                }
+                self.run_lock = None;
             }
         }
     }

@@ -9,7 +9,7 @@ use egui_kittest::Harness;
 
 const LIMITS: HostLimits = HostLimits {
     cpus: 4,
-    memory_mib: 4096,
+    memory_bytes: 4 << 30,
 };
 
 fn app(dir: &Path) -> CoveApp {
@@ -91,12 +91,15 @@ fn wizard_creates_a_vm_from_a_kernel_path_then_edit_and_delete() {
     // Delete, with confirmation.
     h.get_by_label("Delete").click();
     h.run();
-    h.get_by_label("Delete VM");
-    let delete_buttons = h.get_all_by_label("Delete").count();
-    assert!(delete_buttons >= 1);
-    h.get_all_by_label("Delete").last().unwrap().click();
+    h.get_by_label("Delete Test VM?");
+    h.get_by_label("Delete Test VM").click();
     h.run();
     assert!(!tmp.0.join("vms/Test-VM").exists());
+    // Undo brings it back, whole.
+    h.get_by_label("Undo").click();
+    h.run();
+    assert!(tmp.0.join("vms/Test-VM/vm.toml").exists());
+    h.get_by_label("Test VM");
 }
 
 #[test]
@@ -120,15 +123,15 @@ fn duplicate_names_and_host_limits_are_refused() {
     let kernel = tmp.0.join("vmlinux");
     std::fs::write(&kernel, b"kernel").unwrap();
     let mut app = app(&tmp.0);
-    let mut wizard = Wizard::new(vec!["taken".into()], LIMITS);
+    let mut wizard = Wizard::new(vec!["taken".into()], LIMITS, tmp.0.clone());
     wizard.kernel = kernel.display().to_string();
     wizard.name = "taken".into();
     wizard.cpus = 9;
     wizard.memory_mib = 999_999;
     let errors = wizard.resource_errors().join("\n");
     assert!(errors.contains("already exists"), "{errors}");
-    assert!(errors.contains("this host has 4"), "{errors}");
-    assert!(errors.contains("4096 MiB"), "{errors}");
+    assert!(errors.contains("choose 1 to 4"), "{errors}");
+    assert!(errors.contains("4 GiB"), "{errors}");
     wizard.source = wizard::Source::Iso;
     wizard.iso = "/no/such.iso".into();
     assert!(wizard.source_errors()[0].contains("Cannot read the installer ISO"));

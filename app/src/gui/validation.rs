@@ -4,21 +4,7 @@
 use crate::library::check_name;
 use std::path::Path;
 
-/// What this host can give a VM.
-#[derive(Clone, Copy, Debug)]
-pub struct HostLimits {
-    pub cpus: u8,
-    pub memory_mib: u64,
-}
-
-impl HostLimits {
-    pub fn detect() -> Self {
-        Self {
-            cpus: emu::host::host_cpus().clamp(1, 255) as u8,
-            memory_mib: (emu::host::host_memory_bytes().unwrap_or(1 << 30) >> 20).max(64),
-        }
-    }
-}
+pub use crate::limits::HostLimits;
 
 /// An empty, malformed or duplicate name.
 pub fn name_error(name: &str, existing: &[String]) -> Option<String> {
@@ -54,25 +40,16 @@ pub fn file_error(what: &str, path: &str, required: bool) -> Option<String> {
 }
 
 pub fn cpus_error(cpus: u32, limits: &HostLimits) -> Option<String> {
-    (cpus == 0 || cpus > u32::from(limits.cpus)).then(|| {
-        format!(
-            "Choose 1 to {} CPUs (this host has {}).",
-            limits.cpus, limits.cpus
-        )
-    })
+    limits.cpus_error(cpus)
 }
 
 pub fn memory_error(mib: u64, limits: &HostLimits) -> Option<String> {
-    (!(64..=limits.memory_mib).contains(&mib)).then(|| {
-        format!(
-            "Choose 64 MiB to {} MiB of memory (this host's RAM).",
-            limits.memory_mib
-        )
-    })
+    limits.memory_error(mib.saturating_mul(1 << 20))
 }
 
-pub fn disk_size_error(gib: u64) -> Option<String> {
-    (gib > 64 * 1024).then(|| "A new disk can be at most 64 TiB.".to_string())
+/// A new disk of `gib` that the library's file system cannot hold as one file.
+pub fn disk_size_error(gib: u64, dir: &Path) -> Option<String> {
+    crate::limits::disk_size_error(gib.saturating_mul(1 << 30), dir)
 }
 
 #[cfg(test)]
@@ -81,7 +58,7 @@ mod tests {
 
     const LIMITS: HostLimits = HostLimits {
         cpus: 4,
-        memory_mib: 8192,
+        memory_bytes: 8 << 30,
     };
 
     #[test]
@@ -106,11 +83,11 @@ mod tests {
             .unwrap()
             .contains("not a file"));
         assert!(cpus_error(0, &LIMITS).is_some());
-        assert!(cpus_error(5, &LIMITS).unwrap().contains("this host has 4"));
+        assert!(cpus_error(5, &LIMITS).unwrap().contains("choose 1 to 4"));
         assert!(cpus_error(4, &LIMITS).is_none());
         assert!(memory_error(9000, &LIMITS).is_some());
         assert!(memory_error(32, &LIMITS).is_some());
         assert!(memory_error(2048, &LIMITS).is_none());
-        assert!(disk_size_error(100_000).is_some());
+        assert!(disk_size_error(1 << 40, &std::env::temp_dir()).is_some());
     }
 }

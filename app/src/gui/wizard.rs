@@ -60,6 +60,8 @@ pub struct Wizard {
     pub disk_gib: u64,
     pub display: bool,
     limits: HostLimits,
+    /// Where new disks go (their size is checked against its file system).
+    library_root: PathBuf,
     existing: Vec<String>,
     picker: Option<(Field, FilePicker)>,
     /// Errors are shown once the user tried to go on.
@@ -67,7 +69,7 @@ pub struct Wizard {
 }
 
 impl Wizard {
-    pub fn new(existing: Vec<String>, limits: HostLimits) -> Self {
+    pub fn new(existing: Vec<String>, limits: HostLimits, library_root: PathBuf) -> Self {
         Self {
             step: Step::Source,
             source: Source::Kernel,
@@ -80,10 +82,11 @@ impl Wizard {
             os: None,
             name: String::new(),
             cpus: 1,
-            memory_mib: 512.min(limits.memory_mib),
+            memory_mib: 512.min(limits.max_memory() >> 20),
             disk_gib: 0,
             display: true,
             limits,
+            library_root,
             existing,
             picker: None,
             show_errors: false,
@@ -115,7 +118,7 @@ impl Wizard {
             validation::name_error(&self.name, &self.existing),
             validation::cpus_error(self.cpus, &self.limits),
             validation::memory_error(self.memory_mib, &self.limits),
-            validation::disk_size_error(self.disk_gib),
+            validation::disk_size_error(self.disk_gib, &self.library_root),
         ]
         .into_iter()
         .flatten()
@@ -129,7 +132,7 @@ impl Wizard {
             .and_then(|id| osinfo::detect(&id, std::path::Path::new(osinfo::OSINFO_DIR)));
         if let Some(os) = &self.os {
             if let Some(mib) = os.memory_mib {
-                self.memory_mib = mib.clamp(64, self.limits.memory_mib);
+                self.memory_mib = mib.clamp(64, self.limits.max_memory() >> 20);
             }
             if let Some(cpus) = os.cpus {
                 self.cpus = u32::from(cpus.min(self.limits.cpus));
@@ -331,9 +334,13 @@ impl Wizard {
                     ui.end_row();
                 });
                 ui.label(format!(
-                    "This host has {} CPUs and {} MiB of memory.",
-                    self.limits.cpus, self.limits.memory_mib
+                    "This host has {} CPUs and {} of memory.",
+                    self.limits.cpus,
+                    crate::limits::human_size(self.limits.memory_bytes)
                 ));
+                if let Some(warning) = self.limits.memory_warning(self.memory_mib << 20) {
+                    ui.colored_label(egui::Color32::from_rgb(0xc0, 0x80, 0x00), warning);
+                }
                 let errors = self.resource_errors();
                 self.errors(ui, &errors);
                 ui.horizontal(|ui| {

@@ -1,9 +1,19 @@
 //! The VM library on disk: one folder per VM under the data directory, holding `vm.toml` (the
-//! emulator's [`VmConfig`]), the VM's disks and `thumbnail.png`. A folder whose `vm.toml` is
-//! missing, unreadable or invalid is listed as broken, with the reason; it never hides the
-//! others.
+//! emulator's [`VmConfig`]), the VM's disks, `thumbnail.png` and its run lock. A folder whose
+//! `vm.toml` is missing, unreadable, invalid, or names a VM another folder also names is listed
+//! as broken, with the reason; it never hides the others.
+//!
+//! The library never trusts its files: `vm.toml` is read only as a small regular file
+//! ([`config_file`]), names are checked when loaded as at creation, and relative paths mean the
+//! VM's own folder. Whether a VM runs is one fact every Cove process sees ([`run_lock`]).
+
+pub mod config_file;
+pub mod run_lock;
+pub mod trash;
 
 use emu::config::{DiskConfig, VmConfig};
+use run_lock::{Activity, LockError, RunLock};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The file in each VM folder that describes the VM.
@@ -20,26 +30,25 @@ pub enum LibraryError {
     Exists(String),
     #[error("no VM named {0:?} in the library")]
     NotFound(String),
-    #[error("invalid VM name {0:?}: use 1 to 64 characters, not only dots, without '/' or control characters")]
+    #[error("invalid VM name {0:?}: use 1 to 64 characters, not only dots, without '/', control or formatting characters, or spaces at the ends")]
     BadName(String),
     #[error("{0}")]
     InvalidConfig(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{name} is {why}")]
+    Busy { name: String, why: String },
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LibraryError + '_ {
     move |source| LibraryError::Io {
         path: path.to_path_buf(),
-        source,
+        reason: crate::limits::describe_io(&source),
     }
 }
 
 /// One folder of the library.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Entry {
     Vm(VmEntry),
     Broken { dir: PathBuf, error: String },
@@ -52,9 +61,25 @@ pub struct VmEntry {
     pub config: VmConfig,
 }
 
+/// A deleted VM, still in the trash: it can be restored until it is purged.
+#[derive(Debug, Clone)]
+pub struct Trashed {
+    pub name: String,
+    pub folder: String,
+    pub path: PathBuf,
+}
+
 /// The library rooted at a data directory.
 pub struct Library {
     root: PathBuf,
+}
+
+/// What holds a VM busy: the run lock's holder, as a [`LibraryError::Busy`].
+fn busy(name: &str, e: LockError) -> LibraryError {
+    LibraryError::Busy {
+        name: name.to_string(),
+        why: e.to_string().trim_start_matches("it is ").to_string(),
+    }
 }
 
 impl Library {
@@ -75,22 +100,32 @@ impl Library {
         &self.root
     }
 
-    /// Every folder, sorted by VM name (broken ones by folder name).
+    /// Every folder, sorted by VM name (broken ones by folder name). Folders whose names start
+    /// with '.' (the trash) are not VMs.
     pub fn entries(&self) -> Result<Vec<Entry>, LibraryError> {
         let mut entries = Vec::new();
         for item in std::fs::read_dir(&self.root).map_err(io(&self.root))? {
-            let dir = match item {
-                Ok(item) => item.path(),
+            let item = match item {
+                Ok(item) => item,
                 Err(e) => {
                     log::warn!("library: {e}");
                     continue;
                 }
             };
-            if !dir.is_dir() {
+            if item.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
-            entries.push(load(&dir));
+            let dir = item.path();
+            match std::fs::symlink_metadata(&dir) {
+                Ok(meta) if meta.is_dir() => entries.push(load(&dir)),
+                Ok(meta) if meta.file_type().is_symlink() => entries.push(Entry::Broken {
+                    dir,
+                    error: "the folder is a symbolic link, which Cove does not follow".into(),
+                }),
+                _ => {}
+            }
         }
+        flag_duplicates(&mut entries);
         entries.sort_by_key(|e| match e {
             Entry::Vm(vm) => vm.config.name.to_lowercase(),
             Entry::Broken { dir, .. } => dir.display().to_string().to_lowercase(),
@@ -120,11 +155,18 @@ impl Library {
         if self.find(&config.name).is_ok() {
             return Err(LibraryError::Exists(config.name));
         }
-        let dir = self.root.join(folder_name(&config.name));
-        if dir.exists() {
-            return Err(LibraryError::Exists(config.name));
+        config.validate().map_err(LibraryError::InvalidConfig)?;
+        if let Some(size) = disk_size {
+            if let Some(e) = crate::limits::disk_size_error(size, &self.root) {
+                return Err(LibraryError::InvalidConfig(e));
+            }
         }
-        std::fs::create_dir(&dir).map_err(io(&dir))?;
+        // Another name may already map to this folder name ("a b" and "a-b"): take a free one.
+        let dir = free_folder(&self.root, &folder_name(&config.name));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io(&dir))?;
         let result = (|| {
             if let Some(size) = disk_size {
                 let disk = dir.join("disk0.img");
@@ -132,7 +174,6 @@ impl Library {
                 file.set_len(size).map_err(io(&disk))?;
                 config.disks.insert(0, DiskConfig::new(disk));
             }
-            config.validate().map_err(LibraryError::InvalidConfig)?;
             save(&dir, &config)?;
             Ok(VmEntry {
                 dir: dir.clone(),
@@ -146,58 +187,157 @@ impl Library {
     }
 
     /// Replaces the configuration of the VM in `entry.dir`.
+    #[cfg(test)]
     pub fn update(&self, entry: &VmEntry) -> Result<(), LibraryError> {
-        check_name(&entry.config.name)?;
-        let clash = self.entries()?.into_iter().any(|e| {
-            matches!(e, Entry::Vm(vm) if vm.config.name == entry.config.name && vm.dir != entry.dir)
-        });
-        if clash {
-            return Err(LibraryError::Exists(entry.config.name.clone()));
-        }
-        entry
-            .config
-            .validate()
-            .map_err(LibraryError::InvalidConfig)?;
-        save(&entry.dir, &entry.config)
+        let config = entry.config.clone();
+        self.modify(&entry.dir, move |c| *c = config)
     }
 
-    /// Removes the VM's folder and everything in it.
-    pub fn delete(&self, name: &str) -> Result<PathBuf, LibraryError> {
+    /// Changes the VM in `dir` by `change`, applied to what its `vm.toml` says now (never to a
+    /// copy read earlier), then checks and saves it.
+    pub fn modify(
+        &self,
+        dir: &Path,
+        change: impl FnOnce(&mut VmConfig),
+    ) -> Result<(), LibraryError> {
+        let mut config = match load(dir) {
+            Entry::Vm(vm) => vm.config,
+            Entry::Broken { error, .. } => return Err(LibraryError::InvalidConfig(error)),
+        };
+        change(&mut config);
+        check_name(&config.name)?;
+        let clash = self
+            .entries()?
+            .into_iter()
+            .any(|e| matches!(e, Entry::Vm(vm) if vm.config.name == config.name && vm.dir != dir));
+        if clash {
+            return Err(LibraryError::Exists(config.name));
+        }
+        config.validate().map_err(LibraryError::InvalidConfig)?;
+        save(dir, &config)
+    }
+
+    /// Adds `disk` as the first disk of the VM in `dir` (a finished copy).
+    pub fn add_first_disk(&self, dir: &Path, disk: DiskConfig) -> Result<(), LibraryError> {
+        self.modify(dir, |c| c.disks.insert(0, disk))
+    }
+
+    /// Takes the run lock of `name` for `activity`: refused, naming the holder, when the VM
+    /// runs, is being copied or deleted.
+    pub fn lock(
+        &self,
+        vm: &VmEntry,
+        program: &str,
+        activity: Activity,
+    ) -> Result<RunLock, LibraryError> {
+        RunLock::acquire(&vm.dir, program, activity).map_err(|e| busy(&vm.config.name, e))
+    }
+
+    /// Moves the VM's folder to the trash; refused while the VM runs or its disk is being made.
+    /// [`trash::purge`] finishes the delete, [`Library::restore`] undoes it.
+    pub fn delete(&self, name: &str, program: &str) -> Result<Trashed, LibraryError> {
         let entry = self.find(name)?;
-        std::fs::remove_dir_all(&entry.dir).map_err(io(&entry.dir))?;
-        Ok(entry.dir)
+        let _lock = self.lock(&entry, program, Activity::Deleting)?;
+        let path = trash::move_to_trash(&self.root, &entry.dir).map_err(io(&entry.dir))?;
+        Ok(Trashed {
+            name: name.to_string(),
+            folder: entry
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path,
+        })
+    }
+
+    /// Undoes a delete.
+    pub fn restore(&self, trashed: &Trashed) -> Result<PathBuf, LibraryError> {
+        if self.find(&trashed.name).is_ok() {
+            return Err(LibraryError::Exists(trashed.name.clone()));
+        }
+        trash::restore(&self.root, &trashed.path, &trashed.folder).map_err(io(&trashed.path))
     }
 }
 
-fn load(dir: &Path) -> Entry {
+/// A folder under `root` named `folder`, or `folder-2`, `folder-3`... whichever is free.
+pub(crate) fn free_folder(root: &Path, folder: &str) -> PathBuf {
+    let mut dir = root.join(folder);
+    let mut n = 2;
+    while std::fs::symlink_metadata(&dir).is_ok() {
+        dir = root.join(format!("{folder}-{n}"));
+        n += 1;
+    }
+    dir
+}
+
+/// Marks every VM whose name another folder also uses as broken: which one is meant cannot be
+/// known, so none is picked.
+fn flag_duplicates(entries: &mut [Entry]) {
+    let names: Vec<Option<String>> = entries
+        .iter()
+        .map(|e| match e {
+            Entry::Vm(vm) => Some(vm.config.name.clone()),
+            Entry::Broken { .. } => None,
+        })
+        .collect();
+    for (i, entry) in entries.iter_mut().enumerate() {
+        let Some(name) = &names[i] else { continue };
+        if names.iter().filter(|n| n.as_ref() == Some(name)).count() > 1 {
+            let dir = match entry {
+                Entry::Vm(vm) => vm.dir.clone(),
+                Entry::Broken { dir, .. } => dir.clone(),
+            };
+            *entry = Entry::Broken {
+                dir,
+                error: format!("duplicate name: another folder also holds a VM named {name:?}"),
+            };
+        }
+    }
+}
+
+/// Loads the VM in `dir`.
+pub fn load(dir: &Path) -> Entry {
     let path = dir.join(CONFIG_FILE);
     let broken = |error: String| Entry::Broken {
         dir: dir.to_path_buf(),
         error,
     };
-    let text = match std::fs::read_to_string(&path) {
+    let text = match config_file::read_limited(&path) {
         Ok(text) => text,
         Err(e) => return broken(format!("cannot read {}: {e}", path.display())),
     };
     match VmConfig::from_toml(&text) {
-        Ok(config) => Entry::Vm(VmEntry {
-            dir: dir.to_path_buf(),
-            config,
-        }),
+        Ok(mut config) => {
+            if check_name(&config.name).is_err() {
+                return broken(format!(
+                    "{}: the name {:?} is not a valid VM name",
+                    path.display(),
+                    config.name
+                ));
+            }
+            config_file::resolve_paths(&mut config, dir);
+            Entry::Vm(VmEntry {
+                dir: dir.to_path_buf(),
+                config,
+            })
+        }
         Err(e) => broken(format!("{}: {e}", path.display())),
     }
 }
 
-/// Writes `vm.toml` atomically (a temporary file renamed over it), so a crash never leaves a
-/// half-written configuration.
+/// Writes `vm.toml` atomically, paths inside the folder relative to it.
 fn save(dir: &Path, config: &VmConfig) -> Result<(), LibraryError> {
-    let text = config
+    let text = config_file::storable(config, dir)
         .to_toml()
         .map_err(|e| LibraryError::InvalidConfig(e.to_string()))?;
     let path = dir.join(CONFIG_FILE);
-    let temporary = dir.join(".vm.toml.tmp");
-    std::fs::write(&temporary, text).map_err(io(&temporary))?;
-    std::fs::rename(&temporary, &path).map_err(io(&path))
+    config_file::write_atomic(&path, &text).map_err(io(&path))
+}
+
+/// Characters that change how text around them shows (bidirectional overrides, invisible
+/// joiners): refused in names as control characters are.
+fn is_format_char(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
 }
 
 /// Names shown to users; they also become folder names (after [`folder_name`]).
@@ -207,7 +347,9 @@ pub fn check_name(name: &str) -> Result<(), LibraryError> {
         && trimmed == name
         && name.chars().count() <= 64
         && !name.chars().all(|c| c == '.')
-        && !name.chars().any(|c| c == '/' || c.is_control());
+        && !name
+            .chars()
+            .any(|c| c == '/' || c.is_control() || is_format_char(c));
     if ok {
         Ok(())
     } else {
@@ -215,9 +357,10 @@ pub fn check_name(name: &str) -> Result<(), LibraryError> {
     }
 }
 
-/// A folder name for a VM name: spaces and odd characters become '-'.
+/// A folder name for a VM name: spaces and odd characters become '-'; never starts with '.'.
 fn folder_name(name: &str) -> String {
-    name.chars()
+    let folder: String = name
+        .chars()
         .map(|c| {
             if c.is_alphanumeric() || c == '-' || c == '_' || c == '.' {
                 c
@@ -225,7 +368,11 @@ fn folder_name(name: &str) -> String {
                 '-'
             }
         })
-        .collect()
+        .collect();
+    match folder.strip_prefix('.') {
+        Some(rest) => format!("_{rest}"),
+        None => folder,
+    }
 }
 
 #[cfg(test)]
@@ -276,8 +423,9 @@ mod tests {
             library.update(&edited),
             Err(LibraryError::Exists(_))
         ));
-        let gone = library.delete("Debian Test").unwrap();
-        assert!(!gone.exists());
+        let gone = library.delete("Debian Test", "test").unwrap();
+        assert!(gone.path.exists());
+        trash::purge(&gone.path).unwrap();
         assert!(matches!(
             library.find("Debian Test"),
             Err(LibraryError::NotFound(_))
@@ -340,5 +488,91 @@ mod tests {
         };
         library.create(c.clone(), None).unwrap();
         assert_eq!(library.find("k").unwrap().config, c);
+    }
+
+    #[test]
+    fn hostile_entries_are_listed_as_broken() {
+        let tmp = TempDir::new("hostile");
+        let library = Library::open(Some(&tmp.0)).unwrap();
+        library.create(config("good"), None).unwrap();
+        let zero = tmp.0.join("zero");
+        std::fs::create_dir(&zero).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", zero.join(CONFIG_FILE)).unwrap();
+        let escape = tmp.0.join("escape");
+        std::fs::create_dir(&escape).unwrap();
+        std::fs::write(
+            escape.join(CONFIG_FILE),
+            "name = \"evil\\u001b]0;title\\u0007\"\n[boot]\nkind = \"firmware\"\n",
+        )
+        .unwrap();
+        for folder in ["twin-a", "twin-b"] {
+            let dir = tmp.0.join(folder);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(
+                dir.join(CONFIG_FILE),
+                "name = \"twin\"\n[boot]\nkind = \"firmware\"\n",
+            )
+            .unwrap();
+        }
+        let entries = library.entries().unwrap();
+        let broken: Vec<String> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Broken { error, .. } => Some(error.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(broken.len(), 4, "{broken:?}");
+        assert!(broken.iter().any(|e| e.contains("symbolic link")));
+        assert!(broken.iter().any(|e| e.contains("not a valid VM name")));
+        assert_eq!(
+            broken
+                .iter()
+                .filter(|e| e.contains("duplicate name"))
+                .count(),
+            2
+        );
+        assert!(matches!(
+            library.find("twin"),
+            Err(LibraryError::NotFound(_))
+        ));
+        assert!(check_name("a\u{202E}b").is_err());
+    }
+
+    #[test]
+    fn relative_paths_mean_the_vm_folder_and_names_find_free_folders() {
+        let tmp = TempDir::new("relative");
+        let library = Library::open(Some(&tmp.0)).unwrap();
+        library.create(config("cli-vm"), None).unwrap();
+        let second = library.create(config("cli vm"), None).unwrap();
+        assert_eq!(second.dir.file_name().unwrap(), "cli-vm-2");
+        let dir = tmp.0.join("cli-vm");
+        std::fs::write(
+            dir.join(CONFIG_FILE),
+            "name = \"cli-vm\"\n[boot]\nkind = \"firmware\"\n[[disks]]\npath = \"data.img\"\n",
+        )
+        .unwrap();
+        let vm = library.find("cli-vm").unwrap();
+        assert_eq!(vm.config.disks[0].path, dir.join("data.img"));
+        // Saving keeps it relative.
+        library.update(&vm).unwrap();
+        let text = std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap();
+        assert!(text.contains("path = \"data.img\""), "{text}");
+    }
+
+    #[test]
+    fn a_running_vm_cannot_be_deleted_and_a_delete_can_be_undone() {
+        let tmp = TempDir::new("busy");
+        let library = Library::open(Some(&tmp.0)).unwrap();
+        let vm = library.create(config("busy"), None).unwrap();
+        let lock = library.lock(&vm, "cove start", Activity::Running).unwrap();
+        let err = library.delete("busy", "test").unwrap_err().to_string();
+        assert!(err.contains("running in cove start"), "{err}");
+        assert!(vm.dir.exists());
+        drop(lock);
+        let trashed = library.delete("busy", "test").unwrap();
+        assert!(!vm.dir.exists());
+        library.restore(&trashed).unwrap();
+        assert_eq!(library.find("busy").unwrap().config.name, "busy");
     }
 }
