@@ -1,6 +1,8 @@
 //! `cove qmp`: a one-shot QMP client for scripts. It connects, negotiates capabilities, sends
 //! one command, prints the `return` value as JSON (exit 0) or the error (exit 1), skipping any
-//! events that arrive meanwhile. Works against QEMU's QMP sockets too.
+//! events that arrive meanwhile. Works against QEMU's QMP sockets too. The whole exchange has
+//! one deadline, so a server that keeps sending events cannot hold it; a server that refuses
+//! the connection (too many clients) has its own message shown.
 
 use crate::cli::QmpArgs;
 use emu::control::qmp::framing::{Frame, Splitter};
@@ -8,10 +10,10 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long to wait for each reply.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the whole exchange may take, from connecting to the command's reply.
+const DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn run(args: &QmpArgs) -> ExitCode {
     match exchange(args) {
@@ -49,6 +51,10 @@ fn exchange(args: &QmpArgs) -> Result<Result<Value, Value>, String> {
     };
     let mut connection = Connection::open(args)?;
     let greeting = connection.next_message()?;
+    if let Some(error) = greeting.get("error") {
+        // The server's refusal in place of a greeting (Cove's "too many QMP clients").
+        return Ok(Err(error.clone()));
+    }
     if greeting.get("QMP").is_none() {
         return Err(format!(
             "{} did not greet as a QMP server",
@@ -72,27 +78,31 @@ struct Connection {
     splitter: Splitter,
     pending: std::collections::VecDeque<Frame>,
     socket: String,
+    deadline: Instant,
 }
 
 impl Connection {
     fn open(args: &QmpArgs) -> Result<Self, String> {
+        let deadline = Instant::now() + DEADLINE;
         let socket = args.socket.display().to_string();
         let stream = UnixStream::connect(&args.socket)
             .map_err(|e| format!("cannot connect to {socket}: {e}"))?;
-        stream
-            .set_read_timeout(Some(REPLY_TIMEOUT))
-            .map_err(|e| e.to_string())?;
         Ok(Self {
             stream,
             splitter: Splitter::default(),
             pending: Default::default(),
             socket,
+            deadline,
         })
     }
 
     fn send(&mut self, value: &Value) -> Result<(), String> {
         let mut bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
         bytes.push(b'\n');
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        self.stream
+            .set_write_timeout(Some(left.max(Duration::from_millis(1))))
+            .map_err(|e| e.to_string())?;
         self.stream
             .write_all(&bytes)
             .map_err(|e| format!("cannot write to {}: {e}", self.socket))
@@ -107,11 +117,26 @@ impl Connection {
                 return serde_json::from_slice(&bytes)
                     .map_err(|e| format!("the server sent malformed JSON: {e}"));
             }
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "no reply from {} within {} s",
+                    self.socket,
+                    DEADLINE.as_secs()
+                ));
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| e.to_string())?;
             let mut buf = [0u8; 4096];
-            let n = self
-                .stream
-                .read(&mut buf)
-                .map_err(|e| format!("no reply from {}: {e}", self.socket))?;
+            let n = self.stream.read(&mut buf).map_err(|e| match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
+                    "no reply from {} within {} s",
+                    self.socket,
+                    DEADLINE.as_secs()
+                ),
+                _ => format!("no reply from {}: {e}", self.socket),
+            })?;
             if n == 0 {
                 return Err(format!("{} closed the connection", self.socket));
             }

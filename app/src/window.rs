@@ -99,10 +99,13 @@ impl VmWindow {
         ui.horizontal(|ui| {
             let paused = self.controller.status() == VmStatus::Paused;
             if ui.button(if paused { "Resume" } else { "Pause" }).clicked() {
-                if paused {
-                    self.controller.resume();
+                let result = if paused {
+                    self.controller.resume()
                 } else {
-                    self.controller.pause();
+                    self.controller.pause()
+                };
+                if let Err(e) = result {
+                    self.message = Some(e);
                 }
             }
             if ui.button("Reset").clicked() {

@@ -136,6 +136,30 @@ fn guest_console_and_keyboard_in_a_window() {
         "{fraction} of the screen is lit: not console text"
     );
 
+    // A FIFO is refused at once (it never blocks the client), and a symlink is not followed.
+    let fifo = scratch.path("screen.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let reply = qmp(
+        &socket,
+        json!({"execute": "screendump", "arguments": {"filename": fifo.display().to_string()}}),
+    );
+    assert_eq!(reply["error"]["class"], "GenericError", "{reply}");
+    assert!(reply["error"]["desc"]
+        .as_str()
+        .unwrap()
+        .contains("not a regular file"));
+    let target = scratch.path("target");
+    std::fs::write(&target, b"keep").unwrap();
+    let link = scratch.path("screen-link.png");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let reply = qmp(
+        &socket,
+        json!({"execute": "screendump", "arguments": {"filename": link.display().to_string()}}),
+    );
+    assert_eq!(reply["error"]["class"], "GenericError", "{reply}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+
     // The same console, in the window on the X screen.
     let (sw, sh, rgb) = x.screenshot();
     let (window_rows, _) = text_rows(sw, sh, |x, y| {

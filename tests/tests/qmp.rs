@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const EXIT: Duration = Duration::from_secs(60);
@@ -18,12 +18,18 @@ const EXIT: Duration = Duration::from_secs(60);
 /// Starts the test kernel (kept alive by `COVE_INIT=spin`) with a disk and a QMP socket, and
 /// waits for the socket.
 fn start_vm(scratch: &ScratchDir) -> (CoveProcess, std::path::PathBuf) {
+    start_vm_waiting(scratch, false)
+}
+
+/// [`start_vm`]; with `wait`, the VM starts only once a QMP client connected (`wait=on`).
+fn start_vm_waiting(scratch: &ScratchDir, wait: bool) -> (CoveProcess, std::path::PathBuf) {
     let socket = scratch.path("qmp.sock");
     let disk = scratch.path("disk.img");
     std::fs::File::create(&disk)
         .and_then(|f| f.set_len(16 << 20))
         .expect("disk image");
-    let qmp = format!("unix:{},server=on,wait=off", socket.display());
+    let wait = if wait { "on" } else { "off" };
+    let qmp = format!("unix:{},server=on,wait={wait}", socket.display());
     let disk_arg = disk.display().to_string();
     let kernel = test_kernel();
     let vm = run_test_kernel(
@@ -126,16 +132,7 @@ fn stock_qmp_client_drives_a_guest() {
     if !kvm_available() {
         return;
     }
-    let venv = Command::new("bash")
-        .arg(workspace_root().join("tests/qmp/ensure-venv.sh"))
-        .output()
-        .expect("run ensure-venv.sh");
-    assert!(
-        venv.status.success(),
-        "cannot install qemu.qmp from PyPI: {}",
-        String::from_utf8_lossy(&venv.stderr)
-    );
-    let python = String::from_utf8_lossy(&venv.stdout).trim().to_string();
+    let python = qmp_python();
     let scratch = ScratchDir::new("qmp-stock");
     let (mut vm, socket) = start_vm(&scratch);
     let script = workspace_root().join("tests/qmp/drive_vm.py");
@@ -165,6 +162,88 @@ fn stock_qmp_client_drives_a_guest() {
     let exit = vm.wait(EXIT);
     assert_eq!(exit.and_then(|s| s.code()), Some(0), "{}", vm.transcript());
     assert!(!socket.exists(), "socket left behind");
+}
+
+/// The stock client's interpreter (qemu.qmp from PyPI, in a cached venv).
+fn qmp_python() -> String {
+    let venv = Command::new("bash")
+        .arg(workspace_root().join("tests/qmp/ensure-venv.sh"))
+        .output()
+        .expect("run ensure-venv.sh");
+    assert!(
+        venv.status.success(),
+        "cannot install qemu.qmp from PyPI: {}",
+        String::from_utf8_lossy(&venv.stderr)
+    );
+    String::from_utf8_lossy(&venv.stdout).trim().to_string()
+}
+
+#[test]
+fn stop_is_synchronous_from_start_to_well_into_boot() {
+    if !kvm_available() {
+        return;
+    }
+    let python = qmp_python();
+    let scratch = ScratchDir::new("qmp-stop-sync");
+    let (mut vm, socket) = start_vm_waiting(&scratch, true);
+    let mut script = Command::new(&python)
+        .arg(workspace_root().join("tests/qmp/stop_sync.py"))
+        .arg(&socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the qemu.qmp script");
+    let stdout = BufReader::new(script.stdout.take().expect("stdout"));
+    let (lines, printed) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in stdout.lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines.send(line);
+        }
+        all
+    });
+    let waiting = printed
+        .iter()
+        .find(|line| line.starts_with("waiting for Linux version"));
+    if waiting.is_some() {
+        let booted = vm
+            .serial
+            .wait_for("Linux version", Duration::from_secs(300));
+        let mut stdin = script.stdin.take().expect("stdin");
+        if booted {
+            stdin.write_all(b"go\n").expect("tell the script");
+        }
+        // Dropping stdin without "go" ends the script with an error.
+    }
+    let status = script.wait().expect("wait for the script");
+    let stdout = reader.join().expect("stdout reader");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = script.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    assert!(
+        status.success() && stdout.contains("done"),
+        "stop_sync.py failed\nstdout:\n{stdout}\nstderr:\n{stderr}\n{}",
+        vm.transcript()
+    );
+    for round in [
+        "at connect",
+        "at 0.2 s",
+        "at 1 s",
+        "at 3 s",
+        "after Linux version",
+        "during reset",
+    ] {
+        assert!(
+            stdout.contains(&format!("{round}: paused, then running")),
+            "missing round {round:?} in\n{stdout}"
+        );
+    }
+    let exit = vm.wait(EXIT);
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "{}", vm.transcript());
 }
 
 #[test]
@@ -204,6 +283,10 @@ fn bad_input_gets_errors_and_the_vm_keeps_serving() {
             "GenericError",
         ),
         (b"}\n", "GenericError"),
+        (
+            b"{\"execute\": \"query-status\", \"execute\": \"quit\"}\n",
+            "GenericError",
+        ),
     ];
     for (input, class) in cases {
         client.send_raw(input);
@@ -308,6 +391,15 @@ fn bad_input_gets_errors_and_the_vm_keeps_serving() {
         "{refusal}"
     );
     assert!(crowd.len() <= 6, "{} extra clients accepted", crowd.len());
+    // `cove qmp` shows the server's own message (the crowd has not yet hit the 10 s
+    // negotiation timeout).
+    let cli = Command::new(cove_binary())
+        .args(["qmp", &socket.display().to_string(), "query-status"])
+        .output()
+        .unwrap();
+    assert_eq!(cli.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(stderr.contains("too many QMP clients"), "{stderr}");
     drop(crowd);
     std::thread::sleep(Duration::from_millis(300));
 

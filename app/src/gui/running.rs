@@ -205,10 +205,13 @@ impl RunningVm {
                 )
                 .clicked()
             {
-                if paused {
-                    self.controller.resume();
+                let result = if paused {
+                    self.controller.resume()
                 } else {
-                    self.controller.pause();
+                    self.controller.pause()
+                };
+                if let Err(e) = result {
+                    self.message = Some(e);
                 }
             }
             if ui

@@ -1,14 +1,21 @@
 //! [`VmController`]: commands and queries for one VM, safe from any thread at any time. A
 //! command made while the VM is between boots or not yet started takes effect when it can
-//! (a pause holds the next boot paused); one made after the VM ended does nothing.
+//! (a pause holds the next boot paused); one made after the VM ended does nothing, and a pause
+//! or resume then says so.
 
 use super::events::{EventBus, TimedEvent};
 use crate::config::VmConfig;
 use crate::machine::display_port::{DisplayPort, ImageFormat};
 use crate::machine::VmHandle;
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The longest [`VmController::pause`] and [`VmController::resume`] wait for the vCPUs.
+pub const PAUSE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a waiting pause or resume checks that the VM still exists.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
 
 /// The run status, with QMP's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,14 +129,53 @@ impl VmController {
         *self.state.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Pauses the vCPUs (a STOP event follows once they are parked).
-    pub fn pause(&self) {
-        self.handle.pause();
+    /// Pauses the vCPUs and returns once every one is parked, the status says paused and the
+    /// STOP event has gone out. A pause before the first boot or during a reboot holds the
+    /// next boot paused and returns at once. Already paused: success, no event. Errors when
+    /// the VM has ended, or when a vCPU did not stop within [`PAUSE_TIMEOUT`] (the VM then
+    /// keeps running).
+    pub fn pause(&self) -> Result<(), String> {
+        self.ensure_alive("pause")?;
+        self.settle(self.handle.pause(), "pause")
     }
 
-    /// Resumes the vCPUs (RESUME follows).
-    pub fn resume(&self) {
-        self.handle.resume();
+    /// Resumes the vCPUs and returns once they run, the status says running and the RESUME
+    /// event has gone out. Already running: success, no event. Errors as [`Self::pause`] does.
+    pub fn resume(&self) -> Result<(), String> {
+        self.ensure_alive("resume")?;
+        self.settle(self.handle.resume(), "resume")
+    }
+
+    fn ensure_alive(&self, what: &str) -> Result<(), String> {
+        match self.status() {
+            VmStatus::Shutdown | VmStatus::InternalError => Err(format!(
+                "cannot {what} the VM: it has ended ({})",
+                self.status().qmp_name()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits for the VM's answer to a pause or resume, for at most [`PAUSE_TIMEOUT`]; a VM that
+    /// ends meanwhile is an error at once.
+    fn settle(&self, outcome: Receiver<Result<(), String>>, what: &str) -> Result<(), String> {
+        let deadline = Instant::now() + PAUSE_TIMEOUT;
+        loop {
+            match outcome.recv_timeout(SETTLE_POLL) {
+                Ok(result) => return result,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(format!("cannot {what} the VM: it has ended"))
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.ensure_alive(what)?;
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the VM did not {what} within {} s",
+                    PAUSE_TIMEOUT.as_secs()
+                ));
+            }
+        }
     }
 
     /// Resets the machine as a reset button would (RESET follows).

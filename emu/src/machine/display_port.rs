@@ -96,12 +96,15 @@ impl DisplayPort {
         lock(&self.inner.gpu).as_ref()?.snapshot(0)
     }
 
-    /// Writes the guest's screen to `path`.
+    /// Writes the guest's screen to `path`, anywhere this process can write, as QEMU does;
+    /// but only to a regular file (a new one gets mode 0600), never through a symlink in the
+    /// last component, and never blocking on a FIFO (see
+    /// [`create_regular_file`](crate::control::secure_path::create_regular_file)).
     pub fn screendump(&self, path: &Path, format: ImageFormat) -> Result<(), String> {
         let (width, height, rgba) = self
             .snapshot()
             .ok_or("the guest has not put anything on its display yet")?;
-        let file = std::fs::File::create(path)
+        let file = crate::control::secure_path::create_regular_file(path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let mut out = std::io::BufWriter::new(file);
         let written = match format {

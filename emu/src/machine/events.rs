@@ -18,9 +18,23 @@ pub enum MachineEvent {
     Reset,
     /// Press the ACPI power button (the guest decides what to do).
     PowerButton,
-    /// Pause or resume the vCPUs.
-    Pause,
-    Resume,
+    /// Pause the vCPUs; the acknowledgement, if any, is answered once every vCPU is parked
+    /// (after the STOP event), or with the reason it could not be.
+    Pause(Option<Ack>),
+    /// Resume the vCPUs; the acknowledgement, if any, is answered once they run again (after
+    /// the RESUME event).
+    Resume(Option<Ack>),
+}
+
+/// Where the VM reports that a pause or resume took effect, or why it did not.
+pub type Ack = Sender<Result<(), String>>;
+
+/// Answers an acknowledgement, if there is one. The asker may have given up waiting; that is
+/// not an error here.
+pub(crate) fn acknowledge(ack: Option<Ack>, result: Result<(), String>) {
+    if let Some(ack) = ack {
+        let _ = ack.send(result);
+    }
 }
 
 /// How one boot of the machine ended.

@@ -2,7 +2,7 @@
 //! power requests, failures and host commands until the machine stops.
 
 use super::builder::Machine;
-use super::events::{MachineEvent, RunOutcome};
+use super::events::{acknowledge, MachineEvent, RunOutcome};
 use crate::control::controller::ControlState;
 use crate::control::{ShutdownReason, VmEvent};
 use crate::devices::PowerRequest;
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How long to wait for vCPU threads to acknowledge a pause or a stop.
-const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for vCPU threads to acknowledge a pause, a resume or a stop.
+pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Figures from one run of a machine.
 #[derive(Debug, Clone, Default)]
@@ -158,27 +158,29 @@ impl Machine {
                         .unwrap_or_else(|e| e.into_inner())
                         .press_power_button();
                 }
-                MachineEvent::Pause => {
-                    if *paused {
-                        continue;
-                    }
-                    control.set_state(RunState::Paused);
-                    let live = handles.iter().filter(|h| !h.is_finished()).count();
-                    if !kick_until(handles, ACK_TIMEOUT, || control.parked() >= live) {
-                        log::warn!("not every vCPU acknowledged the pause");
-                    }
-                    *paused = true;
-                    on_state(RunState::Paused);
-                    state.events.emit(VmEvent::Stop);
+                MachineEvent::Pause(ack) => {
+                    let result = if *paused {
+                        Ok(())
+                    } else {
+                        park(control, handles, ACK_TIMEOUT).map(|()| {
+                            *paused = true;
+                            on_state(RunState::Paused);
+                            state.events.emit(VmEvent::Stop);
+                        })
+                    };
+                    acknowledge(ack, result);
                 }
-                MachineEvent::Resume => {
-                    if !*paused {
-                        continue;
-                    }
-                    control.set_state(RunState::Running);
-                    *paused = false;
-                    on_state(RunState::Running);
-                    state.events.emit(VmEvent::Resume);
+                MachineEvent::Resume(ack) => {
+                    let result = if *paused {
+                        let woken = unpark(control, ACK_TIMEOUT);
+                        *paused = false;
+                        on_state(RunState::Running);
+                        state.events.emit(VmEvent::Resume);
+                        woken
+                    } else {
+                        Ok(())
+                    };
+                    acknowledge(ack, result);
                 }
             }
         }
@@ -190,6 +192,101 @@ impl Machine {
             kvm_emulated_instructions: sum("insn_emulation"),
             kvm_exits: sum("exits"),
             ended_paused: false,
+        }
+    }
+}
+
+/// Parks every live vCPU thread (kicking each out of the guest), within `timeout`. When one
+/// does not stop in time the pause is undone, so the VM is either wholly paused or running.
+fn park(control: &RunControl, handles: &[JoinHandle<()>], timeout: Duration) -> Result<(), String> {
+    control.set_state(RunState::Paused);
+    let live = || handles.iter().filter(|h| !h.is_finished()).count();
+    if kick_until(handles, timeout, || control.parked() >= live()) {
+        return Ok(());
+    }
+    let (parked, live) = (control.parked(), live());
+    control.set_state(RunState::Running);
+    Err(format!(
+        "only {parked} of {live} vCPUs stopped within {} s; the VM keeps running",
+        timeout.as_secs_f32()
+    ))
+}
+
+/// Lets parked vCPU threads run again and waits, within `timeout`, until none is parked.
+fn unpark(control: &RunControl, timeout: Duration) -> Result<(), String> {
+    control.set_state(RunState::Running);
+    let deadline = std::time::Instant::now() + timeout;
+    while control.parked() > 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "{} vCPUs still parked {} s after the resume",
+                control.parked(),
+                timeout.as_secs_f32()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A thread that behaves as a vCPU does at its checkpoints, without a guest.
+    fn fake_vcpu(control: &Arc<RunControl>) -> JoinHandle<()> {
+        let control = control.clone();
+        std::thread::spawn(move || {
+            while control.checkpoint() {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    }
+
+    #[test]
+    fn park_returns_once_every_vcpu_is_parked_and_unpark_once_none_is() {
+        install_kick_handler();
+        let control = Arc::new(RunControl::default());
+        let handles: Vec<_> = (0..3).map(|_| fake_vcpu(&control)).collect();
+        for _ in 0..20 {
+            park(&control, &handles, Duration::from_secs(10)).unwrap();
+            assert_eq!(control.parked(), 3);
+            assert_eq!(control.state(), RunState::Paused);
+            unpark(&control, Duration::from_secs(10)).unwrap();
+            assert_eq!(control.parked(), 0);
+        }
+        control.set_state(RunState::Stopping);
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_vcpu_that_does_not_stop_fails_the_pause_and_the_vm_runs_on() {
+        install_kick_handler();
+        let control = Arc::new(RunControl::default());
+        let good = fake_vcpu(&control);
+        // A vCPU stuck outside its checkpoint (a long device access, say).
+        let release = Arc::new(AtomicBool::new(false));
+        let stuck = {
+            let release = release.clone();
+            let control = control.clone();
+            std::thread::spawn(move || {
+                while !release.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                while control.checkpoint() {}
+            })
+        };
+        let handles = vec![good, stuck];
+        let err = park(&control, &handles, Duration::from_millis(200)).unwrap_err();
+        assert!(err.contains("only 1 of 2 vCPUs stopped"), "{err}");
+        assert_eq!(control.state(), RunState::Running, "the pause was undone");
+        release.store(true, Ordering::Release);
+        control.set_state(RunState::Stopping);
+        for h in handles {
+            h.join().unwrap();
         }
     }
 }

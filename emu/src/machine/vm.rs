@@ -5,7 +5,7 @@
 use super::builder::{build_machine, BuildError};
 use super::console::ConsoleOutput;
 use super::display_port::DisplayPort;
-use super::events::{MachineEvent, RunOutcome, VmExit};
+use super::events::{acknowledge, MachineEvent, RunOutcome, VmExit};
 use crate::config::{RebootAction, VmConfig};
 use crate::control::controller::ControlState;
 use crate::control::{ShutdownReason, VmController, VmEvent, VmStatus};
@@ -201,8 +201,9 @@ impl Vm {
         }
     }
 
-    /// Acts on host commands that arrived while no machine ran (during a reboot): a stop ends
-    /// the VM, a pause or resume decides how the next boot starts, a power-button press goes
+    /// Acts on host commands that arrived while no machine ran (before the first boot or during
+    /// a reboot): a stop ends the VM, a pause or resume decides how the next boot starts (and
+    /// is acknowledged at once, the status and event already set), a power-button press goes
     /// to the new machine, and a reset is already done. Guest requests left over from the last
     /// boot (a second vCPU's reset, say) are dropped.
     fn pending_events(&self, start_paused: &mut bool) -> Option<ShutdownReason> {
@@ -211,15 +212,21 @@ impl Vm {
         while let Ok(event) = self.events.try_recv() {
             match event {
                 MachineEvent::Stop(reason) => stop = Some(reason),
-                MachineEvent::Pause if !*start_paused => {
-                    *start_paused = true;
-                    self.control.set_status(VmStatus::Paused);
-                    self.control.events.emit(VmEvent::Stop);
+                MachineEvent::Pause(ack) => {
+                    if !*start_paused {
+                        *start_paused = true;
+                        self.control.set_status(VmStatus::Paused);
+                        self.control.events.emit(VmEvent::Stop);
+                    }
+                    acknowledge(ack, Ok(()));
                 }
-                MachineEvent::Resume if *start_paused => {
-                    *start_paused = false;
-                    self.control.set_status(VmStatus::Running);
-                    self.control.events.emit(VmEvent::Resume);
+                MachineEvent::Resume(ack) => {
+                    if *start_paused {
+                        *start_paused = false;
+                        self.control.set_status(VmStatus::Running);
+                        self.control.events.emit(VmEvent::Resume);
+                    }
+                    acknowledge(ack, Ok(()));
                 }
                 MachineEvent::Reset => self.control.events.emit(VmEvent::Reset {
                     guest: false,
@@ -285,11 +292,18 @@ impl VmHandle {
     pub fn power_button(&self) {
         let _ = self.sender.send(MachineEvent::PowerButton);
     }
-    pub fn pause(&self) {
-        let _ = self.sender.send(MachineEvent::Pause);
+    /// Asks for the vCPUs to pause. The receiver gets the outcome once every vCPU is parked
+    /// (or why not); it is disconnected, unanswered, when the VM is gone.
+    pub fn pause(&self) -> Receiver<Result<(), String>> {
+        let (ack, outcome) = channel();
+        let _ = self.sender.send(MachineEvent::Pause(Some(ack)));
+        outcome
     }
-    pub fn resume(&self) {
-        let _ = self.sender.send(MachineEvent::Resume);
+    /// Asks for the vCPUs to run again; the receiver gets the outcome, as for [`Self::pause`].
+    pub fn resume(&self) -> Receiver<Result<(), String>> {
+        let (ack, outcome) = channel();
+        let _ = self.sender.send(MachineEvent::Resume(Some(ack)));
+        outcome
     }
     /// Whether the vCPUs run, are paused, or the VM is between boots (`None`).
     pub fn run_state(&self) -> Option<RunState> {
@@ -315,5 +329,89 @@ impl VmHandle {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm() -> Vm {
+        let config =
+            VmConfig::from_toml("[boot]\nkind = \"kernel\"\nkernel = \"/k\"\n").expect("config");
+        Vm::new(config, ConsoleOutput::new(std::io::sink()))
+    }
+
+    #[test]
+    fn a_pause_before_a_boot_is_acknowledged_after_the_status_and_the_stop_event() {
+        let vm = vm();
+        let events = vm.controller().subscribe();
+        let handle = vm.handle();
+        let first = handle.pause();
+        let second = handle.pause();
+        let mut start_paused = false;
+        assert_eq!(vm.pending_events(&mut start_paused), None);
+        assert!(start_paused, "the next boot starts paused");
+        assert_eq!(first.try_recv(), Ok(Ok(())));
+        assert_eq!(second.try_recv(), Ok(Ok(())), "already paused: success");
+        assert_eq!(vm.controller().status(), VmStatus::Paused);
+        assert_eq!(events.try_recv().map(|e| e.event), Ok(VmEvent::Stop));
+        assert!(events.try_recv().is_err(), "one STOP only");
+
+        let resumed = handle.resume();
+        assert_eq!(vm.pending_events(&mut start_paused), None);
+        assert!(!start_paused);
+        assert_eq!(resumed.try_recv(), Ok(Ok(())));
+        assert_eq!(vm.controller().status(), VmStatus::Running);
+        assert_eq!(events.try_recv().map(|e| e.event), Ok(VmEvent::Resume));
+    }
+
+    #[test]
+    fn an_ack_is_disconnected_when_the_vm_is_gone() {
+        let vm = vm();
+        let handle = vm.handle();
+        drop(vm);
+        assert!(handle.pause().recv().is_err());
+    }
+
+    #[test]
+    fn the_controller_returns_once_the_pause_took_effect_with_stop_already_sent() {
+        let vm = vm();
+        let controller = vm.controller();
+        let events = controller.subscribe();
+        let asker = std::thread::spawn(move || {
+            let result = controller.pause();
+            // The STOP event is already queued when pause returns.
+            (result, events.try_recv().map(|e| e.event))
+        });
+        let mut start_paused = false;
+        // The VM, between boots, acts on what arrives.
+        while !asker.is_finished() {
+            assert_eq!(vm.pending_events(&mut start_paused), None);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let (result, event) = asker.join().expect("asker");
+        assert_eq!(result, Ok(()));
+        assert_eq!(event, Ok(VmEvent::Stop));
+        assert_eq!(vm.controller().status(), VmStatus::Paused);
+    }
+
+    #[test]
+    fn pause_and_resume_of_an_ended_vm_are_errors() {
+        let vm = vm();
+        let controller = vm.controller();
+        // It ends while a pause waits for its answer.
+        let asker = std::thread::spawn(move || controller.pause());
+        vm.control.set_status(VmStatus::Shutdown);
+        let err = asker.join().expect("asker").unwrap_err();
+        assert!(err.contains("ended"), "{err}");
+        // Asked after it ended.
+        for result in [vm.controller().pause(), vm.controller().resume()] {
+            let err = result.unwrap_err();
+            assert!(err.contains("it has ended (shutdown)"), "{err}");
+        }
+        let mut start_paused = false;
+        vm.pending_events(&mut start_paused);
+        assert!(!start_paused, "no pause was queued after the end");
     }
 }

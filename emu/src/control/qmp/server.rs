@@ -1,29 +1,29 @@
-//! The QMP socket: a Unix socket (mode 0600) that serves several clients at once, each on its
-//! own thread with its own protocol session, and forwards VM events to every client that has
-//! negotiated capabilities. A client that sends garbage gets QMP errors; one that stops
-//! reading is disconnected after a write timeout; neither affects the VM or other clients.
+//! The QMP socket: a Unix socket (mode 0600 from the moment it exists, see
+//! [`secure_path`](crate::control::secure_path)) that serves several clients at once, each on
+//! its own thread with its own protocol session (see `client`), and forwards VM events to every
+//! client that has negotiated capabilities. A client that sends garbage gets QMP errors; one
+//! that stops reading, or does not negotiate in time, is disconnected; neither affects the VM
+//! or other clients.
 
-use super::framing::Splitter;
-use super::session::{class, error, event_json, QmpTarget, Session};
+use super::client::{self, readable, write_json, WRITE_TIMEOUT};
+use super::session::{class, error, QmpTarget};
+use crate::control::secure_path::bind_unix_listener_private;
 use crate::control::TimedEvent;
-use serde_json::Value;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The most clients served at once; more are refused with an error.
 pub const MAX_CLIENTS: usize = 8;
-/// A client that does not take a reply or event within this long is disconnected.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often blocked threads look at the stop flag.
-const POLL: Duration = Duration::from_millis(100);
+/// A client that has not finished capabilities negotiation within this long is closed, so
+/// silent connections cannot hold every slot.
+pub const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where events come from (the VM's event bus, or a test's).
 pub type Subscribe = Arc<dyn Fn() -> Receiver<TimedEvent> + Send + Sync>;
@@ -38,39 +38,37 @@ pub struct QmpServer {
     accept_thread: Option<JoinHandle<()>>,
 }
 
-struct Shared {
-    stop: AtomicBool,
+/// What the acceptor and every client thread share.
+pub(super) struct Shared {
+    pub(super) stop: AtomicBool,
     clients: AtomicUsize,
     served: AtomicUsize,
-    target: Arc<dyn QmpTarget>,
-    subscribe: Subscribe,
+    pub(super) target: Arc<dyn QmpTarget>,
+    pub(super) subscribe: Subscribe,
+    pub(super) negotiation_timeout: Duration,
 }
 
 impl QmpServer {
-    /// Listens on `path`. A stale socket left by a dead process is replaced; a live one, or
-    /// any other file, is an error.
+    /// Listens on `path`, created by [`bind_unix_listener_private`]: its directory must not be
+    /// writable by others without the sticky bit; a stale socket left by a dead process is
+    /// replaced; a live one, or any other file, is an error.
     pub fn start(
         path: &Path,
         target: Arc<dyn QmpTarget>,
         subscribe: Subscribe,
     ) -> io::Result<Self> {
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if !meta.file_type().is_socket() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} exists and is not a socket", path.display()),
-                ));
-            }
-            if UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} is in use by another process", path.display()),
-                ));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Self::start_with_negotiation_timeout(path, target, subscribe, NEGOTIATION_TIMEOUT)
+    }
+
+    /// [`Self::start`], with a client's time to negotiate capabilities other than
+    /// [`NEGOTIATION_TIMEOUT`] (for tests).
+    pub fn start_with_negotiation_timeout(
+        path: &Path,
+        target: Arc<dyn QmpTarget>,
+        subscribe: Subscribe,
+        negotiation_timeout: Duration,
+    ) -> io::Result<Self> {
+        let listener = bind_unix_listener_private(path)?;
         let identity = socket_identity(path);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -78,6 +76,7 @@ impl QmpServer {
             served: AtomicUsize::new(0),
             target,
             subscribe,
+            negotiation_timeout,
         });
         let accept_shared = shared.clone();
         let accept_thread = std::thread::Builder::new()
@@ -145,18 +144,6 @@ impl Drop for QmpServer {
     }
 }
 
-/// Waits for `fd` to become readable, for at most [`POLL`]. Returns whether it is.
-fn readable(fd: i32) -> bool {
-    let mut pollfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pollfd` is a valid, initialised array of one entry that outlives the call.
-    let ready = unsafe { libc::poll(&mut pollfd, 1, POLL.as_millis() as i32) };
-    ready > 0
-}
-
 fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::Acquire) {
         if !readable(listener.as_raw_fd()) {
@@ -179,7 +166,7 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
         let spawned = std::thread::Builder::new()
             .name("cove-qmp-client".into())
             .spawn(move || {
-                serve_client(stream, &client_shared);
+                client::serve(stream, &client_shared);
                 client_shared.clients.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
@@ -200,119 +187,6 @@ fn refuse(mut stream: UnixStream) {
     let _ = write_json(&mut stream, &reply);
 }
 
-fn write_json(stream: &mut UnixStream, value: &Value) -> io::Result<()> {
-    let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
-    line.extend_from_slice(b"\r\n");
-    stream.write_all(&line)
-}
-
-/// One client: a reader loop on this thread, an event forwarder on another.
-fn serve_client(stream: UnixStream, shared: &Arc<Shared>) {
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let writer = match stream.try_clone() {
-        Ok(writer) => Arc::new(Mutex::new(writer)),
-        Err(e) => {
-            log::warn!("QMP client: {e}");
-            return;
-        }
-    };
-    let send = |value: &Value| -> bool {
-        let mut stream = writer.lock().unwrap_or_else(|e| e.into_inner());
-        write_json(&mut stream, value).is_ok()
-    };
-    if !send(&Session::greeting()) {
-        return;
-    }
-    let negotiated = Arc::new(AtomicBool::new(false));
-    let closed = Arc::new(AtomicBool::new(false));
-    let events = (shared.subscribe)();
-    let forwarder = {
-        let writer = writer.clone();
-        let negotiated = negotiated.clone();
-        let closed = closed.clone();
-        let shared = shared.clone();
-        std::thread::Builder::new()
-            .name("cove-qmp-events".into())
-            .spawn(move || forward_events(events, &writer, &negotiated, &closed, &shared))
-    };
-
-    let mut session = Session::default();
-    let mut splitter = Splitter::default();
-    let mut reader = stream;
-    let mut buf = [0u8; 4096];
-    while !closed.load(Ordering::Acquire) {
-        if shared.stop.load(Ordering::Acquire) {
-            break;
-        }
-        if !readable(reader.as_raw_fd()) {
-            continue;
-        }
-        let n = match reader.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for frame in splitter.feed(&buf[..n]) {
-            let reply = session.handle(frame, shared.target.as_ref());
-            negotiated.store(session.negotiated(), Ordering::Release);
-            if !send(&reply) {
-                log::warn!("QMP client stopped reading; disconnecting it");
-                closed.store(true, Ordering::Release);
-                break;
-            }
-        }
-    }
-    closed.store(true, Ordering::Release);
-    if let Ok(forwarder) = forwarder {
-        let _ = forwarder.join();
-    }
-    let _ = reader.shutdown(std::net::Shutdown::Both);
-}
-
-fn forward_events(
-    events: Receiver<TimedEvent>,
-    writer: &Mutex<UnixStream>,
-    negotiated: &AtomicBool,
-    closed: &AtomicBool,
-    shared: &Shared,
-) {
-    let send = |event: &TimedEvent| -> bool {
-        if !negotiated.load(Ordering::Acquire) {
-            return true;
-        }
-        let mut stream = writer.lock().unwrap_or_else(|e| e.into_inner());
-        write_json(&mut stream, &event_json(event)).is_ok()
-    };
-    loop {
-        // The stop check comes first: the reader also marks the connection closed when the
-        // server stops, and the final events must still go out.
-        if shared.stop.load(Ordering::Acquire) {
-            // Deliver what is queued (the final SHUTDOWN), then close the connection.
-            while let Ok(event) = events.try_recv() {
-                if !send(&event) {
-                    break;
-                }
-            }
-            closed.store(true, Ordering::Release);
-            let stream = writer.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            return;
-        }
-        if closed.load(Ordering::Acquire) {
-            return;
-        }
-        match events.recv_timeout(POLL) {
-            Ok(event) => {
-                if !send(&event) {
-                    closed.store(true, Ordering::Release);
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,8 +199,12 @@ mod tests {
         fn status(&self) -> VmStatus {
             VmStatus::Running
         }
-        fn pause(&self) {}
-        fn resume(&self) {}
+        fn pause(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn resume(&self) -> Result<(), String> {
+            Ok(())
+        }
         fn reset(&self) {}
         fn power_down(&self) {}
         fn quit(&self) {}
@@ -368,6 +246,171 @@ mod tests {
         let err = start(&path).err().expect("refused");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
         live.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cove-qmp-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A line-reading client of a test server.
+    struct Client {
+        reader: std::io::BufReader<UnixStream>,
+        writer: UnixStream,
+    }
+
+    impl Client {
+        fn connect(path: &Path) -> Self {
+            let stream = UnixStream::connect(path).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            Self {
+                writer: stream.try_clone().unwrap(),
+                reader: std::io::BufReader::new(stream),
+            }
+        }
+
+        /// The next message, or None at EOF.
+        fn read(&mut self) -> Option<serde_json::Value> {
+            let mut line = String::new();
+            match std::io::BufRead::read_line(&mut self.reader, &mut line) {
+                Ok(0) => None,
+                Ok(_) => Some(serde_json::from_str(&line).unwrap()),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+
+        fn send(&mut self, text: &str) {
+            std::io::Write::write_all(&mut self.writer, format!("{text}\n").as_bytes()).unwrap();
+        }
+    }
+
+    /// A target whose pause and resume emit their events before returning, as the VM's do.
+    struct Pausing(Arc<crate::control::EventBus>);
+
+    impl QmpTarget for Pausing {
+        fn status(&self) -> VmStatus {
+            VmStatus::Running
+        }
+        fn pause(&self) -> Result<(), String> {
+            self.0.emit(crate::control::VmEvent::Stop);
+            Ok(())
+        }
+        fn resume(&self) -> Result<(), String> {
+            self.0.emit(crate::control::VmEvent::Resume);
+            Ok(())
+        }
+        fn reset(&self) {}
+        fn power_down(&self) {}
+        fn quit(&self) {}
+        fn cpus(&self) -> Vec<CpuInfo> {
+            Vec::new()
+        }
+        fn block_devices(&self) -> Vec<BlockInfo> {
+            Vec::new()
+        }
+        fn screendump(&self, _path: &Path, _format: ImageFormat) -> Result<(), String> {
+            Err("no display".into())
+        }
+    }
+
+    #[test]
+    fn an_event_emitted_during_a_command_is_sent_before_its_reply() {
+        let dir = scratch("order");
+        let path = dir.join("vm.sock");
+        let bus = Arc::new(crate::control::EventBus::default());
+        let events = bus.clone();
+        let server = QmpServer::start(
+            &path,
+            Arc::new(Pausing(bus.clone())),
+            Arc::new(move || events.subscribe()),
+        )
+        .unwrap();
+        let mut client = Client::connect(&path);
+        assert!(client.read().unwrap().get("QMP").is_some());
+        // Events before negotiation are not sent.
+        bus.emit(crate::control::VmEvent::Powerdown);
+        client.send(r#"{"execute":"qmp_capabilities"}"#);
+        assert_eq!(client.read(), Some(serde_json::json!({"return": {}})));
+        for round in 0..50 {
+            for (command, event) in [("stop", "STOP"), ("cont", "RESUME")] {
+                client.send(&format!(r#"{{"execute":"{command}","id":{round}}}"#));
+                let first = client.read().unwrap();
+                assert_eq!(
+                    first["event"],
+                    serde_json::json!(event),
+                    "{command}: {first}"
+                );
+                let second = client.read().unwrap();
+                assert_eq!(second["id"], serde_json::json!(round), "{second}");
+            }
+        }
+        server.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn silent_clients_are_closed_after_the_negotiation_timeout() {
+        assert_eq!(NEGOTIATION_TIMEOUT, Duration::from_secs(10));
+        let dir = scratch("silent");
+        let path = dir.join("vm.sock");
+        let server = QmpServer::start_with_negotiation_timeout(
+            &path,
+            Arc::new(Idle),
+            Arc::new(|| std::sync::mpsc::channel().1),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        let mut silent: Vec<Client> = (0..MAX_CLIENTS).map(|_| Client::connect(&path)).collect();
+        for client in &mut silent {
+            assert!(client.read().unwrap().get("QMP").is_some(), "greeted");
+        }
+        let mut ninth = Client::connect(&path);
+        let refused = ninth.read().unwrap();
+        assert!(
+            refused["error"]["desc"]
+                .as_str()
+                .unwrap()
+                .contains("too many QMP clients"),
+            "{refused}"
+        );
+        // Each silent client is told why, then closed.
+        for client in &mut silent {
+            let message = client.read().unwrap();
+            let desc = message["error"]["desc"].as_str().unwrap();
+            assert!(desc.contains("no capabilities negotiation"), "{desc}");
+            assert_eq!(client.read(), None, "closed");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.client_count() > 0 {
+            assert!(Instant::now() < deadline, "the slots were never freed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut next = Client::connect(&path);
+        assert!(next.read().unwrap().get("QMP").is_some());
+        next.send(r#"{"execute":"qmp_capabilities"}"#);
+        assert_eq!(next.read(), Some(serde_json::json!({"return": {}})));
+        // A negotiated client is not closed by the timeout.
+        std::thread::sleep(Duration::from_millis(400));
+        next.send(r#"{"execute":"query-status"}"#);
+        assert_eq!(next.read().unwrap()["return"]["status"], "running");
+        server.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_socket_directory_others_can_write_to_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("open-dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = start(&dir.join("vm.sock")).err().expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("sticky bit"), "{err}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,8 +12,10 @@ use std::time::UNIX_EPOCH;
 /// What a QMP session needs from the VM.
 pub trait QmpTarget: Send + Sync {
     fn status(&self) -> VmStatus;
-    fn pause(&self);
-    fn resume(&self);
+    /// Returns once every vCPU is parked (STOP already emitted), or why not.
+    fn pause(&self) -> Result<(), String>;
+    /// Returns once the vCPUs run (RESUME already emitted), or why not.
+    fn resume(&self) -> Result<(), String>;
     fn reset(&self);
     fn power_down(&self);
     fn quit(&self);
@@ -26,10 +28,10 @@ impl QmpTarget for crate::control::VmController {
     fn status(&self) -> VmStatus {
         self.status()
     }
-    fn pause(&self) {
+    fn pause(&self) -> Result<(), String> {
         self.pause()
     }
-    fn resume(&self) {
+    fn resume(&self) -> Result<(), String> {
         self.resume()
     }
     fn reset(&self) {
@@ -109,7 +111,7 @@ impl Session {
                 return error(None, class::GENERIC, "JSON parse error, stray '}' or ']'")
             }
         };
-        let value: Value = match serde_json::from_slice(&bytes) {
+        let value = match super::strict_json::parse(&bytes) {
             Ok(value) => value,
             Err(e) => return error(None, class::GENERIC, &format!("JSON parse error, {e}")),
         };
@@ -206,11 +208,11 @@ impl Session {
                 Value::Array(COMMANDS.iter().map(|c| json!({ "name": c })).collect())
             }
             "stop" => {
-                target.pause();
+                target.pause().map_err(|e| (class::GENERIC, e))?;
                 json!({})
             }
             "cont" => {
-                target.resume();
+                target.resume().map_err(|e| (class::GENERIC, e))?;
                 json!({})
             }
             "system_reset" => {
@@ -442,11 +444,13 @@ mod tests {
         fn status(&self) -> VmStatus {
             VmStatus::Paused
         }
-        fn pause(&self) {
+        fn pause(&self) -> Result<(), String> {
             self.calls.lock().unwrap().push("pause");
+            Ok(())
         }
-        fn resume(&self) {
+        fn resume(&self) -> Result<(), String> {
             self.calls.lock().unwrap().push("resume");
+            Err("the VM has ended".into())
         }
         fn reset(&self) {
             self.calls.lock().unwrap().push("reset");
@@ -545,7 +549,6 @@ mod tests {
         let (mut session, fake) = negotiated();
         for (command, call) in [
             ("stop", "pause"),
-            ("cont", "resume"),
             ("system_reset", "reset"),
             ("system_powerdown", "power_down"),
             ("quit", "quit"),
@@ -558,6 +561,12 @@ mod tests {
             assert_eq!(reply, json!({"return": {}, "id": {"n": [1, "x"]}}));
             assert_eq!(fake.calls.lock().unwrap().last(), Some(&call));
         }
+        // A pause or resume that fails is a GenericError with the VM's reason.
+        let failed = send(&mut session, &fake, r#"{"execute":"cont","id":3}"#);
+        assert_eq!(error_class(&failed), class::GENERIC);
+        assert_eq!(failed["error"]["desc"], json!("the VM has ended"));
+        assert_eq!(failed["id"], json!(3));
+        assert_eq!(fake.calls.lock().unwrap().last(), Some(&"resume"));
         let status = send(&mut session, &fake, r#"{"execute":"query-status"}"#);
         assert_eq!(
             status["return"],
@@ -628,6 +637,31 @@ mod tests {
             fake.calls.lock().unwrap().is_empty(),
             "no bad input reached the VM"
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_and_run_nothing() {
+        let mut session = Session::default();
+        let fake = Fake::default();
+        let reply = send(
+            &mut session,
+            &fake,
+            r#"{"execute":"qmp_capabilities","execute":"quit"}"#,
+        );
+        assert_eq!(error_class(&reply), class::GENERIC, "{reply}");
+        assert!(!session.negotiated());
+        let (mut session, fake) = negotiated();
+        for text in [
+            r#"{"execute":"quit","execute":"query-status"}"#,
+            r#"{"execute":"screendump","arguments":{"filename":"/tmp/a","filename":"/tmp/b"}}"#,
+            r#"{"execute":"quit","id":{"a":1,"a":2}}"#,
+        ] {
+            let reply = send(&mut session, &fake, text);
+            assert_eq!(error_class(&reply), class::GENERIC, "{text}");
+            let desc = reply["error"]["desc"].as_str().unwrap();
+            assert!(desc.contains("duplicate key"), "{text}: {desc}");
+        }
+        assert!(fake.calls.lock().unwrap().is_empty(), "nothing ran");
     }
 
     #[test]
