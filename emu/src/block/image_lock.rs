@@ -24,9 +24,9 @@
 //! (libvirt's own locking uses byte 0, which is why QEMU starts at 100.)
 //!
 //! An opener first takes its bytes, then tests (`F_OFD_GETLK` with a write lock type, which
-//! reports any lock another open file description holds there) that nobody unshares a
-//! permission it holds (byte `200 + n` for each held *n*) and that nobody holds a permission it
-//! unshares (byte `100 + n` for each unshared *n*). Taking before testing means two openers
+//! reports any lock another open file description holds there) that nobody holds a permission
+//! it unshares (byte `100 + n` for each unshared *n*) and that nobody unshares a permission it
+//! holds (byte `200 + n` for each held *n*). Taking before testing means two openers
 //! racing cannot both succeed. On a conflict the opener drops its bytes and fails.
 //!
 //! # Cove's modes
@@ -247,11 +247,13 @@ fn take(fd: RawFd, mode: LockMode) -> Result<(), Failure> {
             Err(err) => return Err(Failure::Io(err)),
         }
     }
+    // Holders first: "holds it for writing" says more than "lets no one else write", which a
+    // writer and a reader that keeps writers out both do.
     let theirs = mode
-        .holds()
+        .unshares()
         .iter()
-        .map(|p| p.unshared_byte())
-        .chain(mode.unshares().iter().map(|p| p.held_byte()));
+        .map(|p| p.held_byte())
+        .chain(mode.holds().iter().map(|p| p.unshared_byte()));
     for byte in theirs {
         if let Some(conflict) = probe(fd, byte).map_err(Failure::Io)? {
             return Err(Failure::Conflict(conflict));
