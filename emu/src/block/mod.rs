@@ -1,16 +1,19 @@
 //! Disk image backends: the storage behind a block device.
 //!
-//! This module owns how a disk image on the host is opened, locked, sized, read and written.
+//! This module owns how a disk image on the host is opened, locked ([`image_lock`], with QEMU's
+//! lock bytes), sized, read and written.
 //! Every image format implements [`DiskBackend`], so the block device works on any of them
 //! without knowing the format: [`raw::RawDisk`] is a plain file or host block device, where
 //! guest offset N is byte N of the image. [`DiskError`] says, in words a user can act on, why an
 //! image could not be opened.
 
+pub mod image_lock;
 pub mod raw;
 
 use std::io;
 use std::path::PathBuf;
 
+pub use image_lock::LockConflict;
 pub use raw::RawDisk;
 
 /// A disk image as the block device sees it. `&self` methods so several queue workers can use one
@@ -58,8 +61,11 @@ pub enum DiskError {
     NotFound { path: PathBuf },
     #[error("no permission to open disk image {path} for {}", access(.read_only))]
     PermissionDenied { path: PathBuf, read_only: bool },
-    #[error("disk image {path} is in use by another VM")]
-    Locked { path: PathBuf },
+    #[error("disk image {path} is in use: {conflict}")]
+    Locked {
+        path: PathBuf,
+        conflict: LockConflict,
+    },
     #[error("disk image {path} is neither a regular file nor a block device")]
     NotAFile { path: PathBuf },
     #[error("cannot use disk image {path}: {source}")]

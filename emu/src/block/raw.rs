@@ -2,9 +2,11 @@
 //!
 //! Guest offset N is byte N of the image. Reads and writes are positioned (`pread`/`pwrite`), so
 //! queue workers share one [`RawDisk`] without a file offset between them. Discard and zeroing
-//! go through `fallocate(2)`, flushes through `fdatasync(2)`. An advisory `flock(2)` keeps two
-//! VMs from opening one image where either of them writes.
+//! go through `fallocate(2)`, flushes through `fdatasync(2)`. QEMU's advisory lock bytes
+//! ([`super::image_lock`]), taken on the descriptor the I/O goes through, keep Cove VMs and QEMU
+//! processes from opening one image where either of them writes.
 
+use super::image_lock::{self, LockMode};
 use super::{DiskBackend, DiskError};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
@@ -36,9 +38,9 @@ pub struct RawDisk {
 }
 
 impl RawDisk {
-    /// Opens the image at `path` and locks it: exclusively for read-write, shared for read-only,
-    /// so no two VMs open one image where either of them writes. The lock lasts as long as the
-    /// `RawDisk`.
+    /// Opens the image at `path` and locks it as QEMU would a read-write or read-only drive
+    /// ([`image_lock`]), so no two VMs, Cove or QEMU, open one image where either of them
+    /// writes. The lock lasts as long as the `RawDisk`.
     pub fn open(path: &Path, read_only: bool) -> Result<RawDisk, DiskError> {
         // Look before opening, so a FIFO or device node is refused without open(2) blocking on
         // it or acting on it.
@@ -56,7 +58,12 @@ impl RawDisk {
         check_file_type(path, &metadata)?;
         let block_device = metadata.file_type().is_block_device();
 
-        lock(&file, path, read_only)?;
+        let mode = if read_only {
+            LockMode::Read
+        } else {
+            LockMode::ReadWrite
+        };
+        image_lock::lock(&file, path, mode)?;
 
         let len = if block_device {
             // A block device's st_size is 0; its size is where its end is.
@@ -296,33 +303,6 @@ fn check_file_type(path: &Path, metadata: &std::fs::Metadata) -> Result<(), Disk
         Err(DiskError::NotAFile {
             path: path.to_path_buf(),
         })
-    }
-}
-
-/// Takes the advisory lock: shared for read-only, exclusive for read-write, never waiting.
-fn lock(file: &File, path: &Path, read_only: bool) -> Result<(), DiskError> {
-    let operation = if read_only {
-        libc::LOCK_SH
-    } else {
-        libc::LOCK_EX
-    } | libc::LOCK_NB;
-    loop {
-        // SAFETY: flock(2) acts only on the open file behind the descriptor, which `file` keeps
-        // open for the whole call; it touches none of our memory.
-        let ret = unsafe { libc::flock(file.as_raw_fd(), operation) };
-        if ret == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => {
-                return Err(DiskError::Locked {
-                    path: path.to_path_buf(),
-                })
-            }
-            _ => return Err(io_error(path, err)),
-        }
     }
 }
 
@@ -650,7 +630,10 @@ mod tests {
         match result {
             Err(err @ DiskError::Locked { .. }) => {
                 let message = err.to_string();
-                assert!(message.contains("in use by another VM"), "{message}");
+                assert!(
+                    message.contains("another process (QEMU or Cove)"),
+                    "{message}"
+                );
                 assert!(message.contains(&path.display().to_string()), "{message}");
             }
             other => panic!("expected Locked, got {other:?}"),
@@ -685,6 +668,41 @@ mod tests {
         let first = RawDisk::open(temp.path(), true).unwrap();
         let second = RawDisk::open(temp.path(), true).unwrap();
         assert_eq!(first.size(), second.size());
+        // Both still keep writers out.
+        drop(first);
+        assert_locked(RawDisk::open(temp.path(), false), temp.path());
+    }
+
+    /// A force-share reader (`qemu-img info -U`) opens the file without locks: it can read a
+    /// locked image, and it keeps no one out.
+    #[test]
+    fn force_share_reader_is_unaffected() {
+        let temp = TempPath::with_contents("lock-force-share", &pattern(4096, 7));
+        let reader = File::open(temp.path()).unwrap();
+        let disk = RawDisk::open(temp.path(), false).unwrap();
+        let mut buf = vec![0u8; 4096];
+        reader.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, pattern(4096, 7));
+        drop(disk);
+        let late_reader = File::open(temp.path()).unwrap();
+        let _disk = RawDisk::open(temp.path(), false).unwrap();
+        late_reader.read_exact_at(&mut buf, 0).unwrap();
+    }
+
+    /// The locks go with the `RawDisk`, even after its queue workers (threads) used it.
+    #[test]
+    fn locks_vanish_when_the_disk_is_dropped() {
+        let temp = TempPath::file("lock-drop", 4096);
+        let disk = Arc::new(RawDisk::open(temp.path(), false).unwrap());
+        let worker = {
+            let disk = disk.clone();
+            std::thread::spawn(move || disk.write_at(&[1; 512], 0).unwrap())
+        };
+        worker.join().unwrap();
+        assert_locked(RawDisk::open(temp.path(), true), temp.path());
+        drop(disk);
+        drop(RawDisk::open(temp.path(), true).unwrap());
+        drop(RawDisk::open(temp.path(), false).unwrap());
     }
 
     #[test]
