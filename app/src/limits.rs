@@ -100,6 +100,16 @@ pub fn disk_size_error(bytes: u64, dir: &Path) -> Option<String> {
     if bytes == 0 {
         return None;
     }
+    let too_large = || {
+        format!(
+            "A {} disk is larger than the file system of {} allows for one file.",
+            human_size(bytes),
+            dir.display()
+        )
+    };
+    if i64::try_from(bytes).is_err() {
+        return Some(too_large());
+    }
     let probe = dir.join(format!(".cove-size-probe-{}", std::process::id()));
     let file = match std::fs::File::create(&probe) {
         Ok(f) => f,
