@@ -9,7 +9,9 @@ packages=(
   # guest test kernel (kernel/build-test-kernel.sh)
   linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio xz-utils zstd
   # tests: disk images and their checks, namespaces and user switching
-  e2fsprogs fdisk util-linux qemu-utils qemu-system-x86 python3 python3-venv
+  e2fsprogs fdisk util-linux qemu-utils qemu-system-x86 python3 python3-venv xorriso
+  # OS detection of installer ISOs (cove detect-os, the wizard)
+  osinfo-db
   # display: wgpu on Mesa (lavapipe Vulkan, llvmpipe GL), X11 for the window, Xvfb and
   # xdotool for the end-to-end window tests
   mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libx11-xcb1

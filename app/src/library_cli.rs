@@ -323,3 +323,24 @@ pub fn delete(data_dir: Option<&Path>, args: &DeleteArgs) -> ExitCode {
         Err(e) => fail(&e),
     }
 }
+
+/// `cove detect-os PATH`: the osinfo short ID and name (tab-separated), or `unknown` and the
+/// volume ID; exit 2 when the file is no readable ISO.
+pub fn detect_os(path: &Path) -> ExitCode {
+    let ids = match crate::osinfo::read_iso(path) {
+        Ok(ids) => ids,
+        Err(e) => {
+            eprintln!(
+                "cove: error: {} is not a readable ISO image: {}",
+                path.display(),
+                crate::limits::describe_io(&e)
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match crate::osinfo::OsDb::system().identify(&ids) {
+        Some(os) => println!("{}\t{}", os.short_id, os.name),
+        None => println!("unknown\t{}", ids.volume),
+    }
+    ExitCode::SUCCESS
+}

@@ -8,6 +8,7 @@ mod library;
 mod library_cli;
 mod limits;
 mod logging;
+mod osinfo;
 mod qmp_client;
 mod run;
 mod settings;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Start(start) => library_cli::start(args.data_dir.as_deref(), &start),
         cli::Command::Edit(edit) => return library_cli::edit(args.data_dir.as_deref(), &edit),
+        cli::Command::DetectOs(args) => return library_cli::detect_os(&args.path),
         cli::Command::Delete(delete) => {
             return library_cli::delete(args.data_dir.as_deref(), &delete)
         }

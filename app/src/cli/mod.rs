@@ -38,6 +38,9 @@ pub enum Command {
     Edit(EditArgs),
     /// Delete a VM from the library, with its folder and disks.
     Delete(DeleteArgs),
+    /// Say which OS an installer ISO holds (osinfo-db): its short ID and name, or `unknown`
+    /// and the ISO's volume ID.
+    DetectOs(DetectOsArgs),
     /// Send one QMP command to a running VM's control socket and print the reply.
     ///
     /// Example: `cove qmp /tmp/vm.qmp query-status`, or
@@ -112,6 +115,12 @@ pub struct EditArgs {
     /// A new kernel command line.
     #[arg(long, value_name = "ARGS")]
     pub append: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DetectOsArgs {
+    /// The ISO image.
+    pub path: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,6 @@
 
 mod disk_copy;
 mod file_picker;
-pub mod osinfo;
 mod running;
 mod thumbnails;
 pub mod validation;
@@ -53,6 +52,10 @@ pub struct CoveApp {
     copies: Vec<DiskCopy>,
     /// Who holds the run lock of VMs not running in this app (`cove start`, another app).
     elsewhere: std::collections::HashMap<std::path::PathBuf, crate::library::run_lock::Holder>,
+    /// Each VM's OS name by folder, worked out when the library is read (never while drawing).
+    os_names: std::collections::HashMap<std::path::PathBuf, String>,
+    /// OS names of ISOs already looked up.
+    iso_names: std::collections::HashMap<std::path::PathBuf, String>,
     quit_asked: bool,
     quitting_since: Option<Instant>,
     pub message: Option<String>,
@@ -83,6 +86,8 @@ impl CoveApp {
             running: Vec::new(),
             copies: Vec::new(),
             elsewhere: Default::default(),
+            os_names: Default::default(),
+            iso_names: Default::default(),
             quit_asked: false,
             quitting_since: None,
             message: None,
@@ -104,8 +109,11 @@ impl CoveApp {
             Err(e) => self.message = Some(e.to_string()),
         }
         self.elsewhere.clear();
+        self.os_names.clear();
         for entry in &self.entries {
             let Entry::Vm(vm) = entry else { continue };
+            self.os_names
+                .insert(vm.dir.clone(), os_name(vm, &mut self.iso_names));
             let here = self.running(&vm.config.name).is_some()
                 || self.copies.iter().any(|c| c.dir() == vm.dir);
             if !here {
@@ -386,7 +394,11 @@ impl CoveApp {
                                 let live = running.as_ref().and_then(|(_, f)| f.clone());
                                 self.thumbnails.show(ui, &ctx, vm, live.as_deref());
                                 ui.label(&vm.config.name);
-                                ui.label(os_name(vm));
+                                ui.label(
+                                    self.os_names
+                                        .get(&vm.dir)
+                                        .map_or("Unknown OS", String::as_str),
+                                );
                                 let copying = self.copies.iter().any(|c| c.dir() == vm.dir);
                                 let elsewhere = self.elsewhere.get(&vm.dir);
                                 let busy = running.is_some() || copying || elsewhere.is_some();
@@ -639,13 +651,20 @@ impl CoveApp {
     }
 }
 
-fn os_name(vm: &VmEntry) -> String {
+/// The OS a VM runs, for the library's OS column. ISOs are looked up once each (`cache`), so
+/// drawing the library never reads a file.
+fn os_name(
+    vm: &VmEntry,
+    cache: &mut std::collections::HashMap<std::path::PathBuf, String>,
+) -> String {
     match &vm.config.boot {
         emu::config::BootSource::Kernel { .. } => "Linux (kernel)".into(),
-        emu::config::BootSource::Firmware { cdrom: Some(iso) } => osinfo::volume_id(iso)
-            .ok()
-            .and_then(|id| osinfo::detect(&id, Path::new(osinfo::OSINFO_DIR)))
-            .map_or("Unknown OS".into(), |os| os.name),
+        emu::config::BootSource::Firmware { cdrom: Some(iso) } => cache
+            .entry(iso.clone())
+            .or_insert_with(|| {
+                crate::osinfo::detect_iso(iso).map_or("Unknown OS".into(), |os| os.name)
+            })
+            .clone(),
         emu::config::BootSource::Firmware { cdrom: None } => "Unknown OS".into(),
     }
 }

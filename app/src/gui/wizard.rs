@@ -3,8 +3,8 @@
 //! host), then a review. Errors show inline, next to what caused them.
 
 use super::file_picker::FilePicker;
-use super::osinfo::{self, DetectedOs};
 use super::validation::{self, HostLimits};
+use crate::osinfo::{self, DetectedOs};
 use emu::config::{BootSource, DisplayConfig, MemorySize, VmConfig};
 use std::path::PathBuf;
 
@@ -127,19 +127,19 @@ impl Wizard {
 
     /// Looks the ISO's OS up and takes osinfo's recommendations as defaults.
     fn detect_os(&mut self) {
-        self.os = osinfo::volume_id(std::path::Path::new(self.iso.trim()))
-            .ok()
-            .and_then(|id| osinfo::detect(&id, std::path::Path::new(osinfo::OSINFO_DIR)));
-        if let Some(os) = &self.os {
-            if let Some(mib) = os.memory_mib {
-                self.memory_mib = mib.clamp(64, self.limits.max_memory() >> 20);
-            }
-            if let Some(cpus) = os.cpus {
-                self.cpus = u32::from(cpus.min(self.limits.cpus));
-            }
-            if let Some(gib) = os.disk_gib {
-                self.disk_gib = gib;
-            }
+        self.os = osinfo::detect_iso(std::path::Path::new(self.iso.trim()));
+        // osinfo's recommendations where it has them; otherwise what most installers need:
+        // 2 CPUs (or all the host has), 2 GiB and a 32 GiB disk to install to.
+        let os = self.os.as_ref();
+        let cpus = os.and_then(|o| o.cpus).unwrap_or(2);
+        self.cpus = u32::from(cpus.min(self.limits.cpus));
+        let mib = os.and_then(|o| o.memory_mib).unwrap_or(2048);
+        self.memory_mib = mib.clamp(64, self.limits.max_memory() >> 20);
+        let gib = os.and_then(|o| o.disk_gib).filter(|g| *g > 0).unwrap_or(32);
+        if self.disk_gib == 0 {
+            self.disk_gib = gib;
+        }
+        if let Some(os) = os {
             if self.name.is_empty() {
                 self.name = os.name.clone();
             }
