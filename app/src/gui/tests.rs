@@ -165,3 +165,107 @@ fn snapshots_of_the_library_and_the_wizard() {
     h.run();
     h.snapshot("wizard_source_with_error");
 }
+
+fn firmware_vm(library: &Library, name: &str) -> VmEntry {
+    let mut config = emu::config::VmConfig::from_toml("[boot]\nkind = \"firmware\"\n").unwrap();
+    config.name = name.into();
+    library.create(config, None).unwrap()
+}
+
+#[test]
+fn the_delete_dialog_is_modal_and_keeps_its_target() {
+    let tmp = TempDir::new("modal");
+    let library = Library::open(Some(&tmp.0.join("vms"))).unwrap();
+    firmware_vm(&library, "alpha");
+    firmware_vm(&library, "beta");
+    let mut h = harness(app(&tmp.0));
+    h.get_all_by_label("Delete").next().unwrap().click();
+    h.run();
+    h.get_by_label("Delete alpha?");
+    // The other row's Delete is behind the modal: a click there lands on the backdrop, which
+    // at most dismisses the dialog; it never turns it on beta.
+    h.get_all_by_label("Delete").last().unwrap().click();
+    h.run();
+    assert_ne!(h.state().confirm_delete.as_deref(), Some("beta"));
+    assert!(h.query_by_label("Delete beta?").is_none());
+    if h.state().confirm_delete.is_none() {
+        h.get_all_by_label("Delete").next().unwrap().click();
+        h.run();
+    }
+    h.get_by_label("Delete alpha?");
+    h.get_by_label("Delete alpha").click();
+    h.run();
+    assert!(!tmp.0.join("vms/alpha").exists());
+    assert!(tmp.0.join("vms/beta").exists());
+}
+
+#[test]
+fn concurrent_copies_each_end_in_their_vm_and_edits_survive() {
+    let tmp = TempDir::new("copies");
+    let library = Library::open(Some(&tmp.0.join("vms"))).unwrap();
+    let source = tmp.0.join("source.img");
+    let mut data = vec![0u8; 8 << 20];
+    data[5 << 20] = 7;
+    std::fs::write(&source, &data).unwrap();
+    let mut app = app(&tmp.0);
+    let one = firmware_vm(&library, "one");
+    let two = firmware_vm(&library, "two");
+    for vm in [&one, &two] {
+        let lock = library
+            .lock(vm, "test", crate::library::run_lock::Activity::CopyingDisk)
+            .unwrap();
+        app.copies.push(DiskCopy::start(source.clone(), vm, lock));
+    }
+    // While the copies run, VM one's memory is changed (the app locks its own dialog, but the
+    // file can change under it all the same).
+    library
+        .modify(&one.dir, |c| {
+            c.memory = emu::config::MemorySize::from_mib(2048)
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !app.copies.is_empty() && Instant::now() < deadline {
+        app.poll_copy();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(app.copies.is_empty(), "copies did not finish");
+    for vm in [&one, &two] {
+        let loaded = library.find(&vm.config.name).unwrap();
+        assert_eq!(loaded.config.disks.len(), 1, "{}", vm.config.name);
+        assert_eq!(std::fs::read(&loaded.config.disks[0].path).unwrap(), data);
+    }
+    assert_eq!(
+        library.find("one").unwrap().config.memory,
+        emu::config::MemorySize::from_mib(2048)
+    );
+}
+
+#[test]
+fn a_cancelled_copy_leaves_no_partial_file() {
+    let tmp = TempDir::new("cancel");
+    let library = Library::open(Some(&tmp.0.join("vms"))).unwrap();
+    let source = tmp.0.join("big.img");
+    std::fs::write(&source, vec![1u8; 64 << 20]).unwrap();
+    let vm = firmware_vm(&library, "cancelled");
+    let lock = library
+        .lock(&vm, "test", crate::library::run_lock::Activity::CopyingDisk)
+        .unwrap();
+    let copy = DiskCopy::start(source, &vm, lock);
+    copy.cancel();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        if let Some(r) = copy.poll() {
+            break r;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(result.is_err());
+    let left: Vec<_> = std::fs::read_dir(&vm.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains("disk0"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
