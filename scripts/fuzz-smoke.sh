@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fuzz smoke test: checks the seed corpus, builds the virtio_blk_queue fuzz target with
-# cargo-fuzz and runs libFuzzer on it for FUZZ_SECONDS (default 60; 0 replays the seeds only),
-# starting from the committed seeds in emu/fuzz/seeds/. Fails on a crash, a timeout or an
-# out-of-memory; the input that did it is left in emu/fuzz/artifacts/virtio_blk_queue/.
+# Fuzz smoke test: checks the seed corpus, builds each fuzz target (virtio_blk_queue,
+# qmp_session) with cargo-fuzz and runs libFuzzer on each for FUZZ_SECONDS / 2 (FUZZ_SECONDS
+# defaults to 60; 0 replays the seeds only), starting from the committed seeds in
+# emu/fuzz/seeds/<target>/. Fails on a crash, a timeout or an out-of-memory; the input that did
+# it is left in emu/fuzz/artifacts/<target>/.
 #
 # Stable toolchain only: `--sanitizer none` keeps cargo-fuzz from passing -Zsanitizer, so no
 # nightly is needed (the coverage instrumentation, -Cpasses=sancov-module, is stable). Safe
@@ -11,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
-target=virtio_blk_queue
+targets=(virtio_blk_queue qmp_session)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz-smoke: installing cargo-fuzz" >&2
@@ -19,22 +20,28 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 cd emu/fuzz
-# The seeds are the generator's current output and still run to the statuses they expect.
+# The seeds are the generators' current output and still run to the results they expect.
 cargo test --quiet
 
 flags=(--sanitizer none -O -a)
-cargo fuzz build "${flags[@]}" "$target"
-# New inputs go to corpus/ (ignored by git), so local runs build on earlier ones.
-mkdir -p "corpus/$target"
-if [ "$seconds" = 0 ]; then
-  limit=(-runs=0)
-else
-  limit=(-max_total_time="$seconds")
+each=$((seconds / ${#targets[@]}))
+if [ "$seconds" != 0 ] && [ "$each" = 0 ]; then
+  each=1
 fi
-echo "fuzz-smoke: fuzzing $target for ${seconds}s" >&2
-if ! cargo fuzz run "${flags[@]}" "$target" "corpus/$target" "seeds/$target" -- \
-  "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
-  echo "fuzz-smoke: $target failed; reproduce with:" >&2
-  echo "  cd emu/fuzz && cargo fuzz run ${flags[*]} $target artifacts/$target/<crash file>" >&2
-  exit 1
-fi
+for target in "${targets[@]}"; do
+  cargo fuzz build "${flags[@]}" "$target"
+  # New inputs go to corpus/ (ignored by git), so local runs build on earlier ones.
+  mkdir -p "corpus/$target"
+  if [ "$each" = 0 ]; then
+    limit=(-runs=0)
+  else
+    limit=(-max_total_time="$each")
+  fi
+  echo "fuzz-smoke: fuzzing $target for ${each}s" >&2
+  if ! cargo fuzz run "${flags[@]}" "$target" "corpus/$target" "seeds/$target" -- \
+    "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
+    echo "fuzz-smoke: $target failed; reproduce with:" >&2
+    echo "  cd emu/fuzz && cargo fuzz run ${flags[*]} $target artifacts/$target/<crash file>" >&2
+    exit 1
+  fi
+done

@@ -3,3 +3,4 @@
 //! runs.
 
 pub mod blk;
+pub mod qmp;
