@@ -5,7 +5,12 @@ use emu::config::{DiskConfig, HostProfileChoice, MemorySize};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "cove", version, about = "Cove: virtual machines on Linux KVM")]
+#[command(
+    name = "cove",
+    version,
+    about = "Cove: virtual machines on Linux KVM",
+    after_help = "Run `cove` with no subcommand to open the desktop app on the VM library."
+)]
 pub struct Cli {
     /// Where the VM library lives (default: the user's data directory).
     #[arg(long, global = true, value_name = "DIR")]

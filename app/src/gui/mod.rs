@@ -641,6 +641,21 @@ impl CoveApp {
 const UNDO_DELETE_FOR: Duration = Duration::from_secs(10);
 
 impl CoveApp {
+    /// "NAME — Cove", with the grab state, while a VM's tab is shown; "Cove" otherwise.
+    pub fn window_title(&self) -> String {
+        match &self.view {
+            View::Vm(name) => {
+                let grabbed = self.running.iter().any(|r| &r.name == name && r.grabbed());
+                if grabbed {
+                    format!("{name} — Cove (input grabbed, Ctrl+Alt+G releases)")
+                } else {
+                    format!("{name} — Cove")
+                }
+            }
+            View::Library => "Cove".into(),
+        }
+    }
+
     /// Purges the previous delete now (a new one replaces its undo).
     fn finish_pending_delete(&mut self) {
         if let Some((trashed, _)) = self.undo_delete.take() {
@@ -671,6 +686,8 @@ fn os_name(
 
 struct GuiApp {
     app: CoveApp,
+    /// The window title last set.
+    title: String,
     started: Instant,
     first_frame: bool,
     open: Option<String>,
@@ -696,6 +713,11 @@ impl eframe::App for GuiApp {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
         }
         self.app.ui(ui);
+        let title = self.app.window_title();
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
     }
 }
 
@@ -727,6 +749,7 @@ pub fn run(data_dir: Option<&Path>, open: Option<&str>) -> ExitCode {
         options,
         Box::new(move |cc| {
             Ok(Box::new(GuiApp {
+                title: "Cove".into(),
                 app: CoveApp::new(
                     library,
                     cc.wgpu_render_state.clone(),

@@ -183,6 +183,11 @@ impl RunningVm {
         }
     }
 
+    /// Whether the display holds the keyboard and pointer.
+    pub fn grabbed(&self) -> bool {
+        self.view.as_ref().is_some_and(|v| v.grabbed())
+    }
+
     pub fn frames(&self) -> Option<&Arc<Frames>> {
         self.frames.as_ref()
     }
@@ -257,7 +262,10 @@ impl RunningVm {
                     (ScaleMode::OneToOne, "1:1"),
                     (ScaleMode::Fill, "Fill"),
                 ] {
-                    ui.selectable_value(&mut view.scale, mode, label);
+                    if ui.selectable_value(&mut view.scale, mode, label).clicked() {
+                        // Remembered for the next VM view and the next run of the app.
+                        self.scale_changed = Some(mode);
+                    }
                 }
             }
             ui.separator();
