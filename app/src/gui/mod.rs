@@ -5,6 +5,7 @@
 
 mod disk_copy;
 mod file_picker;
+mod library_scan;
 mod running;
 mod thumbnails;
 pub mod validation;
@@ -55,14 +56,15 @@ pub struct CoveApp {
     /// Each VM's OS name by folder, worked out when the library is read (never while drawing).
     os_names: std::collections::HashMap<std::path::PathBuf, String>,
     /// OS names of ISOs already looked up.
-    iso_names: std::collections::HashMap<std::path::PathBuf, String>,
+    iso_names: library_scan::IsoNames,
     quit_asked: bool,
     quitting_since: Option<Instant>,
     pub message: Option<String>,
     limits: HostLimits,
     render_state: Option<egui_wgpu::RenderState>,
     thumbnails: Thumbnails,
-    last_refresh: Instant,
+    /// The background rescans of the library, in the desktop app.
+    watcher: Option<library_scan::Watcher>,
     settings: Settings,
     settings_path: Option<std::path::PathBuf>,
 }
@@ -94,7 +96,7 @@ impl CoveApp {
             limits,
             render_state,
             thumbnails: Thumbnails::default(),
-            last_refresh: Instant::now(),
+            watcher: None,
             settings: Settings::load(settings_path.as_deref()),
             settings_path,
         };
@@ -104,25 +106,24 @@ impl CoveApp {
 
     /// Re-reads the library folder.
     pub fn refresh(&mut self) {
-        match self.library.entries() {
-            Ok(entries) => self.entries = entries,
-            Err(e) => self.message = Some(e.to_string()),
+        let scan = library_scan::scan(&self.library, &mut self.iso_names);
+        self.apply(scan);
+    }
+
+    fn apply(&mut self, scan: library_scan::Scan) {
+        self.entries = scan.entries;
+        self.elsewhere = scan.elsewhere;
+        self.os_names = scan.os_names;
+        if let Some(e) = scan.error {
+            self.message = Some(e);
         }
-        self.elsewhere.clear();
-        self.os_names.clear();
-        for entry in &self.entries {
-            let Entry::Vm(vm) = entry else { continue };
-            self.os_names
-                .insert(vm.dir.clone(), os_name(vm, &mut self.iso_names));
-            let here = self.running(&vm.config.name).is_some()
-                || self.copies.iter().any(|c| c.dir() == vm.dir);
-            if !here {
-                if let Some(holder) = crate::library::run_lock::holder(&vm.dir) {
-                    self.elsewhere.insert(vm.dir.clone(), holder);
-                }
-            }
-        }
-        self.last_refresh = Instant::now();
+    }
+
+    /// Rescans in the background from now on (the desktop app; UI tests scan on demand).
+    pub fn watch_library(&mut self, ctx: &egui::Context) {
+        let ctx = ctx.clone();
+        self.watcher =
+            library_scan::Watcher::start(self.library.root(), move || ctx.request_repaint());
     }
 
     fn names(&self) -> Vec<String> {
@@ -211,8 +212,8 @@ impl CoveApp {
                 self.settings.save(self.settings_path.as_deref());
             }
         }
-        if self.last_refresh.elapsed() > Duration::from_secs(2) {
-            self.refresh();
+        if let Some(scan) = self.watcher.as_ref().and_then(|w| w.latest()) {
+            self.apply(scan);
         }
         self.poll_copy();
         egui::Panel::top("cove-top").show(ui, |ui| {
@@ -666,24 +667,6 @@ impl CoveApp {
     }
 }
 
-/// The OS a VM runs, for the library's OS column. ISOs are looked up once each (`cache`), so
-/// drawing the library never reads a file.
-fn os_name(
-    vm: &VmEntry,
-    cache: &mut std::collections::HashMap<std::path::PathBuf, String>,
-) -> String {
-    match &vm.config.boot {
-        emu::config::BootSource::Kernel { .. } => "Linux (kernel)".into(),
-        emu::config::BootSource::Firmware { cdrom: Some(iso) } => cache
-            .entry(iso.clone())
-            .or_insert_with(|| {
-                crate::osinfo::detect_iso(iso).map_or("Unknown OS".into(), |os| os.name)
-            })
-            .clone(),
-        emu::config::BootSource::Firmware { cdrom: None } => "Unknown OS".into(),
-    }
-}
-
 struct GuiApp {
     app: CoveApp,
     /// The window title last set.
@@ -748,14 +731,16 @@ pub fn run(data_dir: Option<&Path>, open: Option<&str>) -> ExitCode {
         "cove",
         options,
         Box::new(move |cc| {
+            let mut app = CoveApp::new(
+                library,
+                cc.wgpu_render_state.clone(),
+                HostLimits::detect(),
+                settings_path,
+            );
+            app.watch_library(&cc.egui_ctx);
             Ok(Box::new(GuiApp {
                 title: "Cove".into(),
-                app: CoveApp::new(
-                    library,
-                    cc.wgpu_render_state.clone(),
-                    HostLimits::detect(),
-                    settings_path,
-                ),
+                app,
                 started,
                 first_frame: false,
                 open,
