@@ -15,7 +15,7 @@ packages=(
   # display: wgpu on Mesa (lavapipe Vulkan, llvmpipe GL), X11 for the window, Xvfb and
   # xdotool for the end-to-end window tests
   mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libx11-xcb1
-  libxcursor1 libxrandr2 libxi6 xvfb xdotool x11-utils
+  libxcursor1 libxrandr2 libxi6 xvfb xdotool x11-utils x11-apps
 )
 
 missing=()
