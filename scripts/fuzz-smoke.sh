@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz smoke test: checks the seed corpus, builds each fuzz target (virtio_blk_queue,
-# qmp_session, vm_config) with cargo-fuzz and runs libFuzzer on each for FUZZ_SECONDS / 2 (FUZZ_SECONDS
+# qmp_session, vm_config) with cargo-fuzz and runs libFuzzer on each for an equal share of FUZZ_SECONDS (FUZZ_SECONDS
 # defaults to 60; 0 replays the seeds only), starting from the committed seeds in
 # emu/fuzz/seeds/<target>/. Fails on a crash, a timeout or an out-of-memory; the input that did
 # it is left in emu/fuzz/artifacts/<target>/.
