@@ -18,16 +18,27 @@ packages=(
   libxcursor1 libxrandr2 libxi6 xvfb xdotool x11-utils x11-apps
 )
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
+missing_packages() {
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+}
+# Two rounds: installing Debian 12's qemu-system-x86 removes a newer qemu-utils from backports
+# (the machine image has one), so the second round installs Debian 12's qemu-utils beside it.
+for round in 1 2; do
+  missing_packages
+  ((${#missing[@]})) || break
   echo "setup: installing ${missing[*]}" >&2
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
+  [ "$round" = 2 ] || $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+done
+missing_packages
+if ((${#missing[@]})); then
+  echo "setup: still missing after installing: ${missing[*]}" >&2
+  exit 1
 fi
 
 if ! command -v cargo >/dev/null; then
