@@ -15,6 +15,7 @@ mod settings;
 mod terminal;
 #[cfg(test)]
 mod test_support;
+mod vm_controls;
 mod window;
 
 use clap::Parser;

@@ -629,7 +629,7 @@ impl CoveApp {
         if let Some(since) = self.quitting_since {
             if self.running_count() == 0 {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-            } else if since.elapsed() > crate::window::FORCE_OFF_AFTER {
+            } else if since.elapsed() > crate::vm_controls::FORCE_OFF_AFTER {
                 for vm in self.running.iter().filter(|r| r.is_running()) {
                     vm.controller.quit();
                 }
