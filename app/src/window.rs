@@ -1,8 +1,9 @@
 //! `cove run --display window`: the VM's screen in an eframe window. Keyboard and pointer go
 //! to the guest's virtio keyboard and tablet; Ctrl+Alt+G grabs and releases the pointer; the
 //! title shows the VM's name, state and grab; the toolbar is the shared one of
-//! [`crate::vm_controls`], with screenshots saved in the current directory. Closing the window presses the guest's power
-//! button and forces the VM off if it is still running after [`FORCE_OFF_AFTER`].
+//! [`crate::vm_controls`], with screenshots saved in the current directory. Closing the
+//! window presses the guest's power button and forces the VM off if it is still running
+//! after [`FORCE_OFF_AFTER`].
 
 use crate::vm_controls::{screenshot, Target, VmControls, FORCE_OFF_AFTER, GRAB_HINT};
 use display::{DisplayView, Frames};
