@@ -1,16 +1,16 @@
 //! `cove run --display window`: the VM's screen in an eframe window. Keyboard and pointer go
 //! to the guest's virtio keyboard and tablet; Ctrl+Alt+G grabs and releases the pointer; the
-//! title shows the VM's name, state and grab. Closing the window presses the guest's power
-//! button and forces the VM off if it is still running after [`FORCE_OFF_AFTER`].
+//! title shows the VM's name, state and grab; the toolbar is the shared one of
+//! [`crate::vm_controls`], with screenshots saved in the current directory. Closing the
+//! window presses the guest's power button and forces the VM off if it is still running
+//! after [`FORCE_OFF_AFTER`].
 
-use display::{DisplayView, Frames, ScaleMode};
+use crate::vm_controls::{screenshot, Target, VmControls, FORCE_OFF_AFTER, GRAB_HINT};
+use display::{DisplayView, Frames};
 use emu::control::{VmController, VmStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How long a guest gets to shut down after the window is closed.
-pub const FORCE_OFF_AFTER: Duration = Duration::from_secs(15);
 
 /// Runs the window on this (the main) thread until it closes. `vm_done` turns true when the
 /// VM thread ends; the window then closes itself.
@@ -42,11 +42,12 @@ pub fn run_window(
             let ctx = cc.egui_ctx.clone();
             frames.set_waker(move || ctx.request_repaint());
             let view = DisplayView::new(render_state, frames.clone(), port);
+            // Screenshots go to the current directory, named after the VM.
+            let screenshots = screenshot::Place::new("", format!("cove-{}-", controller.name()));
             Ok(Box::new(VmWindow {
                 view,
                 frames,
-                message: None,
-                screenshot_result: Arc::default(),
+                controls: VmControls::new(screenshots, false),
                 controller,
                 vm_done,
                 close_requested_at: None,
@@ -60,8 +61,7 @@ pub fn run_window(
 struct VmWindow {
     view: DisplayView,
     frames: Arc<Frames>,
-    message: Option<String>,
-    screenshot_result: Arc<std::sync::Mutex<Option<String>>>,
+    controls: VmControls,
     controller: VmController,
     vm_done: Arc<AtomicBool>,
     close_requested_at: Option<Instant>,
@@ -77,9 +77,9 @@ impl VmWindow {
             _ => "",
         };
         let grab = if self.view.grabbed() {
-            " — input grabbed, Ctrl+Alt+G releases"
+            format!(" — {GRAB_HINT}")
         } else {
-            ""
+            String::new()
         };
         let closing = if self.close_requested_at.is_some() {
             " — shutting down"
@@ -90,80 +90,6 @@ impl VmWindow {
         if title != self.title {
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
             self.title = title;
-        }
-    }
-}
-
-impl VmWindow {
-    fn toolbar(&mut self, ui: &mut egui::Ui) {
-        ui.horizontal(|ui| {
-            let paused = self.controller.status() == VmStatus::Paused;
-            if ui.button(if paused { "Resume" } else { "Pause" }).clicked() {
-                let result = if paused {
-                    self.controller.resume()
-                } else {
-                    self.controller.pause()
-                };
-                if let Err(e) = result {
-                    self.message = Some(e);
-                }
-            }
-            if ui.button("Reset").clicked() {
-                self.controller.reset();
-            }
-            if ui.button("Power off").clicked() {
-                self.controller.power_down();
-            }
-            if ui.button("Force off").clicked() {
-                self.controller.quit();
-            }
-            ui.separator();
-            for (mode, label) in [
-                (ScaleMode::Fit, "Fit"),
-                (ScaleMode::OneToOne, "1:1"),
-                (ScaleMode::Fill, "Fill"),
-            ] {
-                ui.selectable_value(&mut self.view.scale, mode, label);
-            }
-            ui.separator();
-            if ui.button("Screenshot").clicked() {
-                self.screenshot();
-            }
-            if let Some(message) = &self.message {
-                ui.label(message);
-            }
-        });
-    }
-
-    /// Renders the display offscreen (the same renderer the window uses) on a worker thread
-    /// and saves it as a PNG in the current directory.
-    fn screenshot(&mut self) {
-        let frames = self.frames.clone();
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let path = std::path::PathBuf::from(format!("cove-{}-{stamp}.png", self.controller.name()));
-        self.message = Some(format!("saving {}…", path.display()));
-        let result = self.screenshot_result.clone();
-        let spawned = std::thread::Builder::new()
-            .name("cove-screenshot".into())
-            .spawn(move || {
-                let saved = display::offscreen::Offscreen::new()
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut o| o.render(&frames).map_err(|e| e.to_string()))
-                    .and_then(|(w, h, rgba)| {
-                        let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
-                        let mut out = std::io::BufWriter::new(file);
-                        emu::machine::display_port::write_png(&mut out, w, h, &rgba)
-                    });
-                *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(match saved {
-                    Ok(()) => format!("saved {}", path.display()),
-                    Err(e) => format!("screenshot failed: {e}"),
-                });
-            });
-        if let Err(e) = spawned {
-            self.message = Some(format!("screenshot failed: {e}"));
         }
     }
 }
@@ -192,16 +118,24 @@ impl eframe::App for VmWindow {
             self.controller.quit();
             self.close_requested_at = None;
         }
-        if let Some(done) = self
-            .screenshot_result
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            self.message = Some(done);
-        }
         self.update_title(&ctx);
-        egui::Panel::top("cove-toolbar").show(ui, |ui| self.toolbar(ui));
+        egui::Panel::top("cove-toolbar").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                self.controls.toolbar(
+                    ui,
+                    Target {
+                        controller: &self.controller,
+                        running: true,
+                        frames: Some(&self.frames),
+                        view: Some(&mut self.view),
+                    },
+                );
+                if let Some(message) = self.controls.message() {
+                    ui.separator();
+                    ui.label(message);
+                }
+            });
+        });
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {

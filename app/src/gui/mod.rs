@@ -1,41 +1,39 @@
-//! The desktop app (`cove` with no subcommand): the VM library with live thumbnails, the
-//! creation wizard, edit and delete, and a tab per running VM with its display, serial
-//! console, toolbar and status bar. Quitting with VMs running asks whether to power them off
-//! or force them off.
+//! The desktop app (`cove` with no subcommand), its shell: the app's state, the top bar (the
+//! Library and running-VM tabs, New VM, the last message) and the choice of what the central
+//! area shows — the library ([`library_view`]), the creation wizard ([`wizard`]) or a running
+//! VM's tab ([`running`]) — with the dialogs ([`dialogs`]) over them. Quitting with VMs
+//! running asks whether to power them off or force them off.
 
+mod dialogs;
 mod disk_copy;
 mod file_picker;
+mod library_changes;
 mod library_scan;
+mod library_view;
+mod native;
 mod running;
 mod thumbnails;
 pub mod validation;
 pub mod wizard;
 
+pub use native::run;
+
 use crate::library::{Entry, Library, VmEntry};
 use crate::settings::Settings;
+use crate::vm_controls::GRAB_HINT;
+use dialogs::EditDialog;
 use disk_copy::DiskCopy;
 use running::RunningVm;
-use std::path::Path;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use thumbnails::Thumbnails;
 use validation::HostLimits;
-use wizard::{Outcome, Wizard};
+use wizard::Wizard;
 
 /// What the central area shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum View {
     Library,
     Vm(String),
-}
-
-/// Edits of a stopped VM.
-struct EditDialog {
-    original: String,
-    entry: VmEntry,
-    cpus: u32,
-    memory_mib: u64,
-    error: Option<String>,
 }
 
 /// The whole app's state; `ui` draws it (eframe calls it, and so do the UI tests).
@@ -268,490 +266,18 @@ impl CoveApp {
         }
     }
 
-    fn finish_wizard(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Continue => {}
-            Outcome::Cancel => self.wizard = None,
-            Outcome::Create {
-                config,
-                new_disk_bytes,
-                copy_disk,
-            } => {
-                let name = config.name.clone();
-                match self.library.create(config, new_disk_bytes) {
-                    Ok(entry) => {
-                        self.wizard = None;
-                        self.message = Some(format!("created {name}"));
-                        if let Some(source) = copy_disk {
-                            match self.library.lock(
-                                &entry,
-                                "the Cove app",
-                                crate::library::run_lock::Activity::CopyingDisk,
-                            ) {
-                                Ok(lock) => self.copies.push(DiskCopy::start(source, &entry, lock)),
-                                Err(e) => self.message = Some(format!("cannot copy the disk: {e}")),
-                            }
-                        }
-                        self.refresh();
-                    }
-                    Err(e) => self.message = Some(format!("cannot create {name}: {e}")),
-                }
-            }
-        }
-    }
-
-    /// Finishes copies that ended: each adds its disk to what its VM's `vm.toml` says now, so
-    /// edits made meanwhile survive.
-    fn poll_copy(&mut self) {
-        let mut finished = Vec::new();
-        self.copies.retain(|copy| match copy.poll() {
-            Some(result) => {
-                finished.push((copy.name().to_string(), copy.dir().to_path_buf(), result));
-                false
-            }
-            None => true,
-        });
-        for (name, dir, result) in finished {
-            let outcome = result.and_then(|disk| {
-                self.library
-                    .add_first_disk(&dir, disk)
-                    .map_err(|e| e.to_string())
-            });
-            self.message = Some(match outcome {
-                Ok(()) => format!("copied the disk of {name}"),
-                Err(e) => format!("copying the disk of {name} failed: {e}"),
-            });
-            self.refresh();
-        }
-        if let Some((trashed, until)) = &self.undo_delete {
-            if Instant::now() >= *until {
-                if let Err(e) = crate::library::trash::purge(&trashed.path) {
-                    log::warn!("cannot empty the trash: {e}");
-                }
-                self.undo_delete = None;
-            }
-        }
-    }
-
-    fn library_ui(&mut self, ui: &mut egui::Ui) {
-        for copy in &self.copies {
-            ui.horizontal(|ui| {
-                ui.label(format!("Copying the disk of {}", copy.name()));
-                ui.add(
-                    egui::ProgressBar::new(copy.progress())
-                        .show_percentage()
-                        .desired_width(240.0),
-                );
-                if ui.button("Cancel copy").clicked() {
-                    copy.cancel();
-                }
-            });
-        }
-        let mut undo = false;
-        if let Some((trashed, _)) = &self.undo_delete {
-            ui.horizontal(|ui| {
-                ui.label(format!("Deleted {}.", trashed.name));
-                undo = ui.button("Undo").clicked();
-            });
-        }
-        if undo {
-            if let Some((trashed, _)) = self.undo_delete.take() {
-                self.message = Some(match self.library.restore(&trashed) {
-                    Ok(_) => format!("restored {}", trashed.name),
-                    Err(e) => format!("cannot restore {}: {e}", trashed.name),
-                });
-                self.refresh();
-            }
-        }
-        if self.entries.is_empty() {
-            ui.label(format!(
-                "No VMs yet. \"New VM\" creates one (library: {}).",
-                self.library.root().display()
-            ));
-            return;
-        }
-        let ctx = ui.ctx().clone();
-        let mut start = None;
-        let entries = std::mem::take(&mut self.entries);
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            egui::Grid::new("library")
-                .num_columns(7)
-                .striped(true)
-                .show(ui, |ui| {
-                    for heading in ["", "Name", "OS", "State", "CPUs", "Memory", ""] {
-                        ui.strong(heading);
-                    }
-                    ui.end_row();
-                    for entry in &entries {
-                        match entry {
-                            Entry::Vm(vm) => {
-                                let running = self
-                                    .running
-                                    .iter()
-                                    .find(|r| r.name == vm.config.name && r.is_running())
-                                    .map(|r| {
-                                        (r.controller.status().qmp_name(), r.frames().cloned())
-                                    });
-                                let live = running.as_ref().and_then(|(_, f)| f.clone());
-                                self.thumbnails.show(ui, &ctx, vm, live.as_deref());
-                                ui.label(&vm.config.name);
-                                ui.label(
-                                    self.os_names
-                                        .get(&vm.dir)
-                                        .map_or("Unknown OS", String::as_str),
-                                );
-                                let copying = self.copies.iter().any(|c| c.dir() == vm.dir);
-                                let elsewhere = self.elsewhere.get(&vm.dir);
-                                let busy = running.is_some() || copying || elsewhere.is_some();
-                                ui.label(match (&running, elsewhere) {
-                                    (Some((status, _)), _) => status.to_string(),
-                                    (None, Some(holder)) => holder.describe(),
-                                    (None, None) if copying => "copying its disk".into(),
-                                    (None, None) => "stopped".into(),
-                                });
-                                ui.label(vm.config.cpus.to_string());
-                                ui.label(vm.config.memory.to_string());
-                                ui.horizontal(|ui| {
-                                    if ui
-                                        .add_enabled(
-                                            !copying && elsewhere.is_none(),
-                                            egui::Button::new(if running.is_some() {
-                                                "Show"
-                                            } else {
-                                                "Start"
-                                            }),
-                                        )
-                                        .clicked()
-                                    {
-                                        start = Some(vm.clone());
-                                    }
-                                    if ui
-                                        .add_enabled(!busy, egui::Button::new("Edit"))
-                                        .on_disabled_hover_text(
-                                            "Settings are locked while the VM runs or its disk \
-                                             is being copied.",
-                                        )
-                                        .clicked()
-                                    {
-                                        self.edit = Some(EditDialog {
-                                            original: vm.config.name.clone(),
-                                            entry: vm.clone(),
-                                            cpus: u32::from(vm.config.cpus),
-                                            memory_mib: vm.config.memory.bytes() >> 20,
-                                            error: None,
-                                        });
-                                    }
-                                    if ui
-                                        .add_enabled(!busy, egui::Button::new("Delete"))
-                                        .on_disabled_hover_text(
-                                            "A running VM, or one whose disk is being copied, \
-                                             cannot be deleted.",
-                                        )
-                                        .clicked()
-                                    {
-                                        self.confirm_delete = Some(vm.config.name.clone());
-                                    }
-                                });
-                            }
-                            Entry::Broken { dir, error } => {
-                                ui.colored_label(egui::Color32::from_rgb(0xd0, 0x30, 0x30), "!");
-                                ui.label(
-                                    dir.file_name()
-                                        .map(|n| n.to_string_lossy().into_owned())
-                                        .unwrap_or_default(),
-                                );
-                                ui.label("");
-                                ui.colored_label(
-                                    egui::Color32::from_rgb(0xd0, 0x30, 0x30),
-                                    "broken",
-                                );
-                                ui.label("");
-                                ui.label("");
-                                // Paths inside the library are shown relative to it.
-                                let root = format!("{}/", self.library.root().display());
-                                ui.label(
-                                    error
-                                        .replace(&root, "")
-                                        .split_whitespace()
-                                        .collect::<Vec<_>>()
-                                        .join(" "),
-                                );
-                            }
-                        }
-                        ui.end_row();
-                    }
-                });
-        });
-        self.entries = entries;
-        if let Some(vm) = start {
-            self.start(&vm, &ctx);
-        }
-    }
-
-    fn dialogs(&mut self, ctx: &egui::Context) {
-        if let Some(name) = self.confirm_delete.clone() {
-            // Modal: nothing behind it can be clicked, so the dialog cannot change its target.
-            let modal = egui::Modal::new(egui::Id::unique("delete-vm")).show(ctx, |ui| {
-                ui.heading(format!("Delete {name}?"));
-                ui.label(format!(
-                    "{name} and everything in its folder, disks included, will be deleted. \
-                     You can undo this for a few seconds."
-                ));
-                ui.horizontal(|ui| {
-                    let delete = egui::Button::new(
-                        egui::RichText::new(format!("Delete {name}")).color(egui::Color32::WHITE),
-                    )
-                    .fill(egui::Color32::from_rgb(0xc0, 0x1c, 0x28));
-                    if ui.add(delete).clicked() {
-                        self.finish_pending_delete();
-                        match self.library.delete(&name, "the Cove app") {
-                            Ok(trashed) => {
-                                self.message = Some(format!("deleted {name}"));
-                                self.undo_delete =
-                                    Some((trashed, Instant::now() + UNDO_DELETE_FOR));
-                            }
-                            Err(e) => self.message = Some(e.to_string()),
-                        }
-                        self.confirm_delete = None;
-                        self.refresh();
-                    }
-                    if ui.button("Keep").clicked() {
-                        self.confirm_delete = None;
-                    }
-                });
-            });
-            if modal.should_close() {
-                self.confirm_delete = None;
-            }
-        }
-        let names = self.names();
-        if let Some(edit) = &mut self.edit {
-            let mut close = false;
-            let mut saved = None;
-            egui::Window::new("Edit VM")
-                .collapsible(false)
-                .show(ctx, |ui| {
-                    egui::Grid::new("edit").num_columns(2).show(ui, |ui| {
-                        let name_label = ui.label("Name");
-                        ui.text_edit_singleline(&mut edit.entry.config.name)
-                            .labelled_by(name_label.id);
-                        ui.end_row();
-                        let label = ui.label("CPUs");
-                        ui.add(egui::DragValue::new(&mut edit.cpus).range(0..=255))
-                            .labelled_by(label.id);
-                        ui.end_row();
-                        let label = ui.label("Memory (MiB)");
-                        ui.add(egui::DragValue::new(&mut edit.memory_mib).speed(64))
-                            .labelled_by(label.id);
-                        ui.end_row();
-                        ui.label("Display");
-                        ui.checkbox(
-                            &mut edit.entry.config.display.enabled,
-                            "virtio GPU, keyboard and tablet",
-                        );
-                        ui.end_row();
-                    });
-                    if let Some(error) = &edit.error {
-                        ui.colored_label(egui::Color32::from_rgb(0xd0, 0x30, 0x30), error);
-                    }
-                    ui.horizontal(|ui| {
-                        if ui.button("Save").clicked() {
-                            saved = Some(());
-                        }
-                        if ui.button("Cancel").clicked() {
-                            close = true;
-                        }
-                    });
-                });
-            if saved.is_some() {
-                let others: Vec<String> =
-                    names.into_iter().filter(|n| *n != edit.original).collect();
-                let error = validation::name_error(&edit.entry.config.name, &others)
-                    .or_else(|| validation::cpus_error(edit.cpus, &self.limits))
-                    .or_else(|| validation::memory_error(edit.memory_mib, &self.limits));
-                match error {
-                    Some(e) => edit.error = Some(e),
-                    None => {
-                        let (name, cpus, display) = (
-                            edit.entry.config.name.clone(),
-                            edit.cpus.clamp(1, 255) as u8,
-                            edit.entry.config.display.enabled,
-                        );
-                        let memory = emu::config::MemorySize::from_mib(edit.memory_mib);
-                        // Only what the dialog shows changes; the rest is what vm.toml says now.
-                        let saved = self.library.modify(&edit.entry.dir, |c| {
-                            c.name = name;
-                            c.cpus = cpus;
-                            c.memory = memory;
-                            c.display.enabled = display;
-                        });
-                        match saved {
-                            Ok(()) => {
-                                self.message = Some(format!("saved {}", edit.entry.config.name));
-                                close = true;
-                            }
-                            Err(e) => edit.error = Some(e.to_string()),
-                        }
-                    }
-                }
-            }
-            if close {
-                self.edit = None;
-                self.refresh();
-            }
-        }
-        if self.quit_asked {
-            egui::Window::new("Quit Cove")
-                .collapsible(false)
-                .show(ctx, |ui| {
-                    ui.label(format!("{} VM(s) are running.", self.running_count()));
-                    ui.horizontal(|ui| {
-                        if ui.button("Power them off").clicked() {
-                            for vm in self.running.iter().filter(|r| r.is_running()) {
-                                vm.controller.power_down();
-                            }
-                            self.quitting_since = Some(Instant::now());
-                            self.quit_asked = false;
-                        }
-                        if ui.button("Force them off").clicked() {
-                            for vm in self.running.iter().filter(|r| r.is_running()) {
-                                vm.controller.quit();
-                            }
-                            self.quitting_since = Some(Instant::now());
-                            self.quit_asked = false;
-                        }
-                        if ui.button("Cancel").clicked() {
-                            self.quit_asked = false;
-                        }
-                    });
-                });
-        }
-        if let Some(since) = self.quitting_since {
-            if self.running_count() == 0 {
-                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-            } else if since.elapsed() > crate::window::FORCE_OFF_AFTER {
-                for vm in self.running.iter().filter(|r| r.is_running()) {
-                    vm.controller.quit();
-                }
-            }
-        }
-    }
-}
-
-/// How long a delete can be undone.
-const UNDO_DELETE_FOR: Duration = Duration::from_secs(10);
-
-impl CoveApp {
     /// "NAME — Cove", with the grab state, while a VM's tab is shown; "Cove" otherwise.
     pub fn window_title(&self) -> String {
         match &self.view {
             View::Vm(name) => {
                 let grabbed = self.running.iter().any(|r| &r.name == name && r.grabbed());
                 if grabbed {
-                    format!("{name} — Cove (input grabbed, Ctrl+Alt+G releases)")
+                    format!("{name} — Cove ({GRAB_HINT})")
                 } else {
                     format!("{name} — Cove")
                 }
             }
             View::Library => "Cove".into(),
-        }
-    }
-
-    /// Purges the previous delete now (a new one replaces its undo).
-    fn finish_pending_delete(&mut self) {
-        if let Some((trashed, _)) = self.undo_delete.take() {
-            if let Err(e) = crate::library::trash::purge(&trashed.path) {
-                log::warn!("cannot empty the trash: {e}");
-            }
-        }
-    }
-}
-
-struct GuiApp {
-    app: CoveApp,
-    /// The window title last set.
-    title: String,
-    started: Instant,
-    first_frame: bool,
-    open: Option<String>,
-}
-
-impl eframe::App for GuiApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        let ctx = ui.ctx().clone();
-        if !self.first_frame {
-            self.first_frame = true;
-            log::info!(
-                "GUI: first frame after {} ms",
-                self.started.elapsed().as_millis()
-            );
-            if let Some(name) = self.open.take() {
-                match self.app.library.find(&name) {
-                    Ok(entry) => self.app.start(&entry, &ctx),
-                    Err(e) => self.app.message = Some(e.to_string()),
-                }
-            }
-        }
-        if ctx.input(|i| i.viewport().close_requested()) && !self.app.may_close() {
-            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
-        }
-        self.app.ui(ui);
-        let title = self.app.window_title();
-        if title != self.title {
-            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
-            self.title = title;
-        }
-    }
-}
-
-/// Opens the app window on the library in `data_dir`, starting the VM `open` if given.
-pub fn run(data_dir: Option<&Path>, open: Option<&str>) -> ExitCode {
-    let library = match Library::open(data_dir) {
-        Ok(library) => {
-            crate::library::trash::purge_all(library.root());
-            library
-        }
-        Err(e) => {
-            eprintln!("cove: error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("Cove")
-            .with_app_id("cove")
-            .with_inner_size([1100.0, 800.0]),
-        renderer: eframe::Renderer::Wgpu,
-        ..Default::default()
-    };
-    let started = Instant::now();
-    let open = open.map(str::to_string);
-    let settings_path = Settings::path(data_dir);
-    let result = eframe::run_native(
-        "cove",
-        options,
-        Box::new(move |cc| {
-            let mut app = CoveApp::new(
-                library,
-                cc.wgpu_render_state.clone(),
-                HostLimits::detect(),
-                settings_path,
-            );
-            app.watch_library(&cc.egui_ctx);
-            Ok(Box::new(GuiApp {
-                title: "Cove".into(),
-                app,
-                started,
-                first_frame: false,
-                open,
-            }))
-        }),
-    );
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cove: cannot open the app window: {e}");
-            ExitCode::FAILURE
         }
     }
 }

@@ -1,11 +1,12 @@
 //! A VM running inside the app: its thread, its control API, its display view and serial
-//! console (with scrollback and input), and the tab that shows them with a toolbar and a
-//! status bar.
+//! console (with scrollback and input), and the tab that shows them with the shared toolbar
+//! of [`crate::vm_controls`] and a status bar.
 
 use crate::library::run_lock::RunLock;
 use crate::library::VmEntry;
+use crate::vm_controls::{screenshot, Target, VmControls, GRAB_HINT};
 use display::{DisplayView, FrameSink, Frames, ScaleMode};
-use emu::control::{VmController, VmStatus};
+use emu::control::VmController;
 use emu::machine::display_port::write_png;
 use emu::machine::{ConsoleOutput, Vm, VmExit};
 use std::collections::VecDeque;
@@ -61,8 +62,8 @@ pub struct RunningVm {
     /// How the VM ended, once it has.
     pub ended: Option<String>,
     tab: Tab,
-    message: Option<String>,
-    fullscreen: bool,
+    /// The toolbar, and the line it last had to say (shown in the status bar).
+    controls: VmControls,
     thumbnail: std::path::PathBuf,
     /// The scaling mode new views start with, and a change the user made (to remember).
     pub default_scale: ScaleMode,
@@ -141,8 +142,8 @@ impl RunningVm {
             thread: Some(thread),
             ended: None,
             tab: Tab::Display,
-            message: None,
-            fullscreen: false,
+            // Screenshots go next to the VM, in its folder.
+            controls: VmControls::new(screenshot::Place::new(&entry.dir, "screenshot-"), true),
             thumbnail: entry.dir.join(crate::library::THUMBNAIL_FILE),
             default_scale: ScaleMode::Fit,
             scale_changed: None,
@@ -194,105 +195,26 @@ impl RunningVm {
 
     fn toolbar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            let status = self.controller.status();
-            let running = self.is_running();
-            if ui
-                .add_enabled(!running, egui::Button::new("Start"))
-                .clicked()
-            {
+            let requests = self.controls.toolbar(
+                ui,
+                Target {
+                    controller: &self.controller,
+                    running: self.ended.is_none(),
+                    frames: self.frames.as_ref(),
+                    view: self.view.as_mut(),
+                },
+            );
+            if requests.start {
                 self.start_requested = true;
             }
-            let paused = status == VmStatus::Paused;
-            if ui
-                .add_enabled(
-                    running,
-                    egui::Button::new(if paused { "Resume" } else { "Pause" }),
-                )
-                .clicked()
-            {
-                let result = if paused {
-                    self.controller.resume()
-                } else {
-                    self.controller.pause()
-                };
-                if let Err(e) = result {
-                    self.message = Some(e);
-                }
-            }
-            if ui
-                .add_enabled(running, egui::Button::new("Reset"))
-                .clicked()
-            {
-                self.controller.reset();
-            }
-            if ui
-                .add_enabled(running, egui::Button::new("Power off"))
-                .clicked()
-            {
-                self.controller.power_down();
-            }
-            if ui
-                .add_enabled(running, egui::Button::new("Force off"))
-                .clicked()
-            {
-                self.controller.quit();
-            }
-            ui.separator();
-            if ui
-                .add_enabled(self.frames.is_some(), egui::Button::new("Screenshot"))
-                .clicked()
-            {
-                self.message = Some(self.screenshot());
-            }
-            if ui
-                .button(if self.fullscreen {
-                    "Leave fullscreen"
-                } else {
-                    "Fullscreen"
-                })
-                .clicked()
-            {
-                self.fullscreen = !self.fullscreen;
-                ui.ctx()
-                    .send_viewport_cmd(egui::ViewportCommand::Fullscreen(self.fullscreen));
-            }
-            if let Some(view) = &mut self.view {
-                for (mode, label) in [
-                    (ScaleMode::Fit, "Fit"),
-                    (ScaleMode::OneToOne, "1:1"),
-                    (ScaleMode::Fill, "Fill"),
-                ] {
-                    if ui.selectable_value(&mut view.scale, mode, label).clicked() {
-                        // Remembered for the next VM view and the next run of the app.
-                        self.scale_changed = Some(mode);
-                    }
-                }
+            if let Some(mode) = requests.scale {
+                // Remembered for the next VM view and the next run of the app.
+                self.scale_changed = Some(mode);
             }
             ui.separator();
             ui.selectable_value(&mut self.tab, Tab::Display, "Display");
             ui.selectable_value(&mut self.tab, Tab::Console, "Serial console");
         });
-    }
-
-    /// Saves the screen to a PNG next to the VM (its folder) and says where.
-    fn screenshot(&self) -> String {
-        let Some((w, h, rgba)) = self.frames.as_ref().and_then(|f| f.rgba()) else {
-            return "nothing on the display yet".into();
-        };
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let path = self
-            .thumbnail
-            .with_file_name(format!("screenshot-{stamp}.png"));
-        let saved = std::fs::File::create(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|file| write_png(&mut std::io::BufWriter::new(file), w, h, &rgba));
-        match saved {
-            Ok(()) => format!("saved {}", path.display()),
-            Err(e) => format!("screenshot failed: {e}"),
-        }
     }
 
     /// The VM's tab: toolbar, display or console, status bar.
@@ -316,17 +238,17 @@ impl RunningVm {
                 "{}: {}{}",
                 self.name,
                 self.controller.status().qmp_name(),
-                if self.view.as_ref().is_some_and(|v| v.grabbed()) {
-                    " — input grabbed, Ctrl+Alt+G releases"
+                if self.grabbed() {
+                    format!(" — {GRAB_HINT}")
                 } else {
-                    ""
+                    String::new()
                 }
             ),
         };
         egui::Panel::bottom(format!("status-{}", self.name)).show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.label(status);
-                if let Some(message) = &self.message {
+                if let Some(message) = self.controls.message() {
                     ui.separator();
                     ui.label(message);
                 }
@@ -366,7 +288,8 @@ impl RunningVm {
                 let mut line = std::mem::take(&mut self.input).into_bytes();
                 line.push(b'\r');
                 if !self.controller.serial_input(&line) {
-                    self.message = Some("the VM is between boots; input dropped".into());
+                    self.controls
+                        .set_message("the VM is between boots; input dropped");
                 }
             }
         });

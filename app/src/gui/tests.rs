@@ -6,6 +6,7 @@ use crate::test_support::TempDir;
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
+use std::path::Path;
 
 const LIMITS: HostLimits = HostLimits {
     cpus: 4,

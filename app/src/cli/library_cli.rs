@@ -1,11 +1,11 @@
-//! `cove list`, `cove create`, `cove start` and `cove delete`: the VM library from the command
-//! line, the same library the GUI shows.
+//! `cove list`, `cove create`, `cove start`, `cove edit` and `cove delete`: the VM library
+//! from the command line, the same library the GUI shows; and `cove detect-os`.
 
-use crate::cli::{CreateArgs, DeleteArgs, EditArgs, StartArgs};
+use super::run::{run_config, RunError, RunOptions};
+use super::{CreateArgs, DeleteArgs, EditArgs, StartArgs};
 use crate::library::run_lock::{self, Activity};
 use crate::library::{self, Entry, Library, LibraryError};
 use crate::limits::HostLimits;
-use crate::run::{run_config, RunError, RunOptions};
 use emu::config::{BootSource, DisplayConfig, VmConfig};
 use std::io::{BufRead, Write};
 use std::path::Path;

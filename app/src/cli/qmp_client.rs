@@ -4,7 +4,7 @@
 //! one deadline, so a server that keeps sending events cannot hold it; a server that refuses
 //! the connection (too many clients) has its own message shown.
 
-use crate::cli::QmpArgs;
+use super::QmpArgs;
 use emu::control::qmp::framing::{Frame, Splitter};
 use serde_json::{json, Value};
 use std::io::{Read, Write};

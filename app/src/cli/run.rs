@@ -1,8 +1,8 @@
 //! `cove run`: one VM, headless, its serial console on this terminal.
 
-use crate::cli::{DisplayMode, QmpSpec, RunArgs};
-use crate::console_escape::{ConsoleAction, EscapeParser, HELP};
-use crate::terminal::RawModeGuard;
+use super::console_escape::{ConsoleAction, EscapeParser, HELP};
+use super::terminal::RawModeGuard;
+use super::{DisplayMode, QmpSpec, RunArgs};
 use display::{FrameSink, Frames};
 use emu::config::{BootSource, RebootAction, VmConfig};
 use emu::control::qmp::QmpServer;
