@@ -1,8 +1,9 @@
 //! Virtio: the modern PCI transport and the devices behind it.
 //!
 //! A device model implements [`VirtioDevice`]: it declares its features, queues and config
-//! space, and on activation gets its queues, guest memory and an interrupt handle, which it
-//! hands to its own worker thread. The transport ([`pci::VirtioPciDevice`]) does everything
+//! space, and on activation turns its queues, guest memory and interrupt handle into a
+//! [`worker::Service`]. The transport runs that service on a worker thread and drops it (with
+//! the queues) on reset, the same way for every device. The transport ([`pci::VirtioPciDevice`]) does everything
 //! the spec puts between driver and device: feature negotiation, the status state machine,
 //! queue set-up, doorbells and MSI-X/INTx.
 
@@ -17,6 +18,7 @@ pub mod rng;
 pub mod worker;
 
 pub use interrupt::VirtioInterrupt;
+pub use worker::Service;
 
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
@@ -110,9 +112,10 @@ pub trait VirtioDevice: Send {
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// Writes the device-specific config space (most fields are read-only).
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
-    /// The driver set DRIVER_OK: start serving the queues.
-    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError>;
-    /// The driver reset the device: stop the workers and drop the queues. Returns when no
-    /// worker touches guest memory any more.
-    fn reset(&mut self);
+    /// The driver set DRIVER_OK: say how to serve the queues. The transport runs the returned
+    /// service on the device's worker thread.
+    fn activate(&mut self, activation: Activation) -> Result<Service, ActivateError>;
+    /// The driver reset the device. The transport has already stopped the worker and dropped
+    /// the queues; forget anything else tied to the activation.
+    fn reset(&mut self) {}
 }

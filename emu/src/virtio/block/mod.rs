@@ -5,8 +5,7 @@
 pub mod request;
 
 use super::queue_service::serve_queue;
-use super::worker::Worker;
-use super::{device_type, features, ActivateError, Activation, VirtioDevice};
+use super::{device_type, features, ActivateError, Activation, Service, VirtioDevice};
 use crate::block::DiskBackend;
 use request::{execute, Limits, RequestContext, ID_BYTES, SECTOR_SIZE};
 use std::sync::Arc;
@@ -53,7 +52,6 @@ pub struct Block {
     serial: [u8; ID_BYTES],
     queues: u16,
     config: [u8; CONFIG_LEN],
-    worker: Option<Worker>,
 }
 
 impl Block {
@@ -85,7 +83,6 @@ impl Block {
             serial,
             queues,
             config,
-            worker: None,
         }
     }
 }
@@ -124,43 +121,27 @@ impl VirtioDevice for Block {
         super::read_config_bytes(&self.config, offset, data);
     }
 
-    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
+    fn activate(&mut self, activation: Activation) -> Result<Service, ActivateError> {
         let Activation {
             memory,
             queues,
             interrupt,
             ..
         } = activation;
-        if queues.first().map(|q| q.index) != Some(0) {
-            return Err(ActivateError::MissingQueue(0));
-        }
-        let (doorbells, mut queues) = super::split_queues(queues);
         let disk = self.disk.clone();
         let serial = self.serial;
-        let limits = LIMITS;
         let mut buffer = Vec::new();
-        let worker = Worker::spawn("virtio-blk", doorbells, move |slot| {
-            let Some((index, queue)) = queues.get_mut(slot) else {
-                return true;
-            };
+        Service::per_queue(queues, move |index, queue| {
             let mut ctx = RequestContext {
                 disk: disk.as_ref(),
                 serial: &serial,
-                limits: &limits,
+                limits: &LIMITS,
                 buffer: &mut buffer,
             };
-            serve_queue(queue, *index, &memory, &interrupt, |chain| {
+            serve_queue(queue, index, &memory, &interrupt, |chain| {
                 execute(chain, &memory, &mut ctx)
             })
-        })?;
-        self.worker = Some(worker);
-        Ok(())
-    }
-
-    fn reset(&mut self) {
-        if let Some(mut worker) = self.worker.take() {
-            worker.stop();
-        }
+        })
     }
 }
 

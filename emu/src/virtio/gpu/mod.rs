@@ -8,8 +8,9 @@ pub mod state;
 
 use super::chain::SegmentCursor;
 use super::queue_service::serve_queue;
-use super::worker::Worker;
-use super::{device_type, features, ActivateError, Activation, VirtioDevice, VirtioInterrupt};
+use super::{
+    device_type, features, ActivateError, Activation, Service, VirtioDevice, VirtioInterrupt,
+};
 use crate::scanout::SharedSink;
 use protocol::{EVENT_DISPLAY, F_EDID};
 use state::GpuState;
@@ -80,7 +81,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A virtio-gpu device.
 pub struct Gpu {
     shared: Arc<Shared>,
-    worker: Option<Worker>,
 }
 
 impl Gpu {
@@ -98,7 +98,6 @@ impl Gpu {
         (
             Self {
                 shared: shared.clone(),
-                worker: None,
             },
             GpuHandle { shared },
         )
@@ -139,7 +138,7 @@ impl VirtioDevice for Gpu {
         }
     }
 
-    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
+    fn activate(&mut self, activation: Activation) -> Result<Service, ActivateError> {
         let Activation {
             memory,
             queues,
@@ -154,14 +153,9 @@ impl VirtioDevice for Gpu {
         if lock(&self.shared.state).events_read & EVENT_DISPLAY != 0 {
             interrupt.signal_config();
         }
-        let (doorbells, mut queues) = super::split_queues(queues);
         let shared = self.shared.clone();
         let mut command = Vec::new();
-        let worker = Worker::spawn("virtio-gpu", doorbells, move |slot| {
-            let Some((index, queue)) = queues.get_mut(slot) else {
-                return true;
-            };
-            let index = *index;
+        Service::per_queue(queues, move |index, queue| {
             serve_queue(queue, index, &memory, &interrupt, |chain| {
                 let readable = chain.readable();
                 let writable = chain.writable();
@@ -184,15 +178,11 @@ impl VirtioDevice for Gpu {
                     .unwrap_or(0);
                 Ok(written as u32)
             })
-        })?;
-        self.worker = Some(worker);
-        Ok(())
+        })
     }
 
+    /// The worker is gone: no more config interrupts to a driver that reset the device.
     fn reset(&mut self) {
-        if let Some(mut worker) = self.worker.take() {
-            worker.stop();
-        }
         *lock(&self.shared.interrupt) = None;
     }
 }
