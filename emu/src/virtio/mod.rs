@@ -24,32 +24,35 @@ use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
-/// Device types (virtio 1.2, section 5).
+/// Device types (virtio 1.2, section 5), from `virtio-bindings`.
 pub mod device_type {
-    pub const NET: u32 = 1;
-    pub const BLOCK: u32 = 2;
-    pub const CONSOLE: u32 = 3;
-    pub const RNG: u32 = 4;
-    pub const GPU: u32 = 16;
-    pub const INPUT: u32 = 18;
-    pub const SOUND: u32 = 25;
+    use virtio_bindings::virtio_ids as ids;
+    pub const NET: u32 = ids::VIRTIO_ID_NET;
+    pub const BLOCK: u32 = ids::VIRTIO_ID_BLOCK;
+    pub const CONSOLE: u32 = ids::VIRTIO_ID_CONSOLE;
+    pub const RNG: u32 = ids::VIRTIO_ID_RNG;
+    pub const GPU: u32 = ids::VIRTIO_ID_GPU;
+    pub const INPUT: u32 = ids::VIRTIO_ID_INPUT;
+    pub const SOUND: u32 = ids::VIRTIO_ID_SOUND;
 }
 
-/// Feature bits shared by all devices.
+/// Feature bits shared by all devices, as masks of the bit numbers `virtio-bindings` names.
 pub mod features {
-    pub const RING_INDIRECT_DESC: u64 = 1 << 28;
-    pub const RING_EVENT_IDX: u64 = 1 << 29;
-    pub const VERSION_1: u64 = 1 << 32;
+    use virtio_bindings::{virtio_config, virtio_ring};
+    pub const RING_INDIRECT_DESC: u64 = 1 << virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
+    pub const RING_EVENT_IDX: u64 = 1 << virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+    pub const VERSION_1: u64 = 1 << virtio_config::VIRTIO_F_VERSION_1;
 }
 
-/// Device status bits.
+/// Device status bits, from `virtio-bindings` (which types them u32; the register is a byte).
 pub mod status {
-    pub const ACKNOWLEDGE: u8 = 1;
-    pub const DRIVER: u8 = 2;
-    pub const DRIVER_OK: u8 = 4;
-    pub const FEATURES_OK: u8 = 8;
-    pub const DEVICE_NEEDS_RESET: u8 = 0x40;
-    pub const FAILED: u8 = 0x80;
+    use virtio_bindings::virtio_config as c;
+    pub const ACKNOWLEDGE: u8 = c::VIRTIO_CONFIG_S_ACKNOWLEDGE as u8;
+    pub const DRIVER: u8 = c::VIRTIO_CONFIG_S_DRIVER as u8;
+    pub const DRIVER_OK: u8 = c::VIRTIO_CONFIG_S_DRIVER_OK as u8;
+    pub const FEATURES_OK: u8 = c::VIRTIO_CONFIG_S_FEATURES_OK as u8;
+    pub const DEVICE_NEEDS_RESET: u8 = c::VIRTIO_CONFIG_S_NEEDS_RESET as u8;
+    pub const FAILED: u8 = c::VIRTIO_CONFIG_S_FAILED as u8;
 }
 
 /// A queue the driver enabled, ready for a worker.
@@ -69,7 +72,8 @@ pub fn split_queues(queues: Vec<ReadyQueue>) -> (Vec<EventFd>, Vec<(u16, Queue)>
         .unzip()
 }
 
-/// A driver read of a device config space kept as bytes; bytes past its end read as zero.
+/// A driver read of a device config space (a `#[repr(C)]` struct as bytes, see
+/// [`read_config_struct`]); bytes past its end read as zero.
 pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
     for (i, byte) in data.iter_mut().enumerate() {
         *byte = usize::try_from(offset)
@@ -78,6 +82,11 @@ pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
             .copied()
             .unwrap_or(0);
     }
+}
+
+/// A driver read of a device config space laid out as the `#[repr(C)]` struct `config`.
+pub fn read_config_struct<T: bytemuck::NoUninit>(config: &T, offset: u64, data: &mut [u8]) {
+    read_config_bytes(bytemuck::bytes_of(config), offset, data);
 }
 
 /// What a device gets when the driver sets DRIVER_OK.

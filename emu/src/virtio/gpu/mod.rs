@@ -44,6 +44,22 @@ impl Default for GpuOptions {
     }
 }
 
+/// The virtio-gpu config space (virtio 1.2, 5.7.4), little-endian.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuConfig {
+    events_read: u32,
+    /// Write-only: the driver writes the event bits it handled.
+    events_clear: u32,
+    num_scanouts: u32,
+    num_capsets: u32,
+}
+
+const _: () = assert!(
+    std::mem::size_of::<GpuConfig>()
+        == std::mem::size_of::<virtio_bindings::virtio_gpu::virtio_gpu_config>()
+);
+
 struct Shared {
     state: Mutex<GpuState>,
     /// Set once the driver started the device, to send config interrupts.
@@ -121,18 +137,20 @@ impl VirtioDevice for Gpu {
         features::RING_INDIRECT_DESC | features::RING_EVENT_IDX | F_EDID
     }
 
-    /// events_read, events_clear, num_scanouts, num_capsets.
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let state = lock(&self.shared.state);
-        let mut config = [0u8; 16];
-        config[0..4].copy_from_slice(&state.events_read.to_le_bytes());
-        config[8..12].copy_from_slice(&(state.scanout_count() as u32).to_le_bytes());
-        super::read_config_bytes(&config, offset, data);
+        let config = GpuConfig {
+            events_read: state.events_read.to_le(),
+            events_clear: 0,
+            num_scanouts: (state.scanout_count() as u32).to_le(),
+            num_capsets: 0,
+        };
+        super::read_config_struct(&config, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, data: &[u8]) {
         // events_clear: clear the bits written.
-        if offset == 4 && data.len() == 4 {
+        if offset == std::mem::offset_of!(GpuConfig, events_clear) as u64 && data.len() == 4 {
             let clear = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
             lock(&self.shared.state).events_read &= !clear;
         }
