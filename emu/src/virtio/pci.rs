@@ -124,7 +124,7 @@ pub enum TransportError {
     #[error("{name}: queue size {size} is not a power of two up to 32768")]
     QueueSize { name: String, size: u16 },
     #[error("cannot allocate MSI vectors: {0}")]
-    Msi(String),
+    Msi(#[from] crate::interrupt::MsiError),
     #[error("cannot create a doorbell eventfd: {0}")]
     EventFd(#[from] std::io::Error),
     #[error("PCI configuration space: {0}")]
@@ -190,9 +190,7 @@ impl VirtioPciDevice {
         pci_cfg_mask[6..18].fill(0xff);
         let pci_cfg_cap = config.add_capability(CAP_ID_VENDOR, &pci_cfg, &pci_cfg_mask)?;
 
-        let vectors = msi
-            .allocate_vectors((queue_count + 1).min(MAX_VECTORS))
-            .map_err(TransportError::Msi)?;
+        let vectors = msi.allocate_vectors((queue_count + 1).min(MAX_VECTORS))?;
         let msix = Msix::new(vectors);
         let (body, mask) = msix.capability(
             BAR_INDEX as u8,
