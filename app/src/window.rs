@@ -155,7 +155,7 @@ impl VmWindow {
                     .and_then(|(w, h, rgba)| {
                         let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
                         let mut out = std::io::BufWriter::new(file);
-                        emu::machine::display_port::write_png(&mut out, w, h, &rgba)
+                        emu::control::screendump::write_png(&mut out, w, h, &rgba)
                     });
                 *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(match saved {
                     Ok(()) => format!("saved {}", path.display()),

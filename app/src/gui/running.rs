@@ -5,8 +5,8 @@
 use crate::library::run_lock::RunLock;
 use crate::library::VmEntry;
 use display::{DisplayView, FrameSink, Frames, ScaleMode};
+use emu::control::screendump::write_png;
 use emu::control::{VmController, VmStatus};
-use emu::machine::display_port::write_png;
 use emu::machine::{ConsoleOutput, Vm, VmExit};
 use std::collections::VecDeque;
 use std::io::Write;

@@ -11,7 +11,7 @@ use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 
 use super::decode::DecodedInstruction;
-use super::recover::RecoveredKind;
+use super::kind::RecoveredKind;
 use super::registers::{
     cpl, protected_mode, read_gpr, segment_base, write_gpr, CR0_EM, CR0_MP, CR0_NE, CR0_TS,
     CR4_OSFXSR, RFLAGS_AC, RFLAGS_AF, RFLAGS_CF, RFLAGS_OF, RFLAGS_PF, RFLAGS_SF, RFLAGS_ZF,
