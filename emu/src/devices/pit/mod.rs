@@ -3,7 +3,7 @@
 //!
 //! This module owns the three counters, port 0x61, and a timer thread ("cove-pit") that raises
 //! IRQ 0 when counter 0's output rises. It exists for hosts where KVM's in-kernel PIT is unusable:
-//! on nested KVM without hardware virtualization (see `shared/PVM-NOTES.md`) the guest kernel runs
+//! on nested KVM without hardware virtualization (see `docs/nested-kvm.md`) the guest kernel runs
 //! emulated and a full-rate timer interrupt livelocks it. So the PIT's time base can be slowed
 //! down: with `slowdown` N, every count takes N times longer than programmed, for the interrupt
 //! and for counter reads alike. The guest then sees a consistent PIT that happens to run slowly;
