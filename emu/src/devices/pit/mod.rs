@@ -26,7 +26,7 @@
 //! - Port 0x61 reads back bits 0-3 as written, toggles bit 4 (the refresh clock) on each read and
 //!   shows counter 2's OUT in bit 5. The speaker itself is not modelled.
 //!
-//! [`channel`] models one counter; this file the device, port 0x61 and the timer thread.
+//! `channel` models one counter; this file the device, port 0x61 and the timer thread.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
