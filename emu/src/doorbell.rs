@@ -7,12 +7,28 @@
 
 use vmm_sys_util::eventfd::EventFd;
 
+/// Why the hypervisor did not take (or give back) a doorbell. The device still works: the
+/// write then reaches it through the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum DoorbellError {
+    #[error("cannot match writes to {address:#x} in the hypervisor: {source}")]
+    Register {
+        address: u64,
+        source: std::io::Error,
+    },
+    #[error("cannot stop matching writes to {address:#x} in the hypervisor: {source}")]
+    Unregister {
+        address: u64,
+        source: std::io::Error,
+    },
+}
+
 /// Registers MMIO doorbells with the hypervisor.
 pub trait DoorbellRegistry: Send + Sync {
     /// From now on, any write to `address` signals `event` without reaching the device.
-    fn register(&self, address: u64, event: &EventFd) -> Result<(), String>;
+    fn register(&self, address: u64, event: &EventFd) -> Result<(), DoorbellError>;
     /// Undoes [`DoorbellRegistry::register`].
-    fn unregister(&self, address: u64, event: &EventFd) -> Result<(), String>;
+    fn unregister(&self, address: u64, event: &EventFd) -> Result<(), DoorbellError>;
 }
 
 /// No in-kernel matching: every doorbell write reaches the device through the bus (device
@@ -20,10 +36,10 @@ pub trait DoorbellRegistry: Send + Sync {
 pub struct BusDoorbells;
 
 impl DoorbellRegistry for BusDoorbells {
-    fn register(&self, _address: u64, _event: &EventFd) -> Result<(), String> {
+    fn register(&self, _address: u64, _event: &EventFd) -> Result<(), DoorbellError> {
         Ok(())
     }
-    fn unregister(&self, _address: u64, _event: &EventFd) -> Result<(), String> {
+    fn unregister(&self, _address: u64, _event: &EventFd) -> Result<(), DoorbellError> {
         Ok(())
     }
 }

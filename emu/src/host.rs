@@ -2,7 +2,7 @@
 //!
 //! On a nested KVM host without hardware virtualization (the `kvm-pvm` module), all guest kernel
 //! code runs through KVM's instruction emulator. What gets a stock Linux guest through that is
-//! recorded in `shared/PVM-NOTES.md`; [`HostProfile::Pvm`] applies it: guest command-line options
+//! recorded in `docs/nested-kvm.md`; [`HostProfile::Pvm`] applies it: guest command-line options
 //! and a userspace PIT with a slowed tick.
 
 use crate::config::HostProfileChoice;
@@ -18,7 +18,7 @@ pub enum HostProfile {
 }
 
 /// Guest kernel options the PVM profile adds, each only if the user's command line does not
-/// already set that option. Why each is there is in `shared/PVM-NOTES.md`.
+/// already set that option. Why each is there is in `docs/nested-kvm.md`.
 pub const PVM_CMDLINE_OPTIONS: &[&str] = &[
     "noxsave",
     "nokaslr",

@@ -43,17 +43,28 @@ pub trait MsiVector: Send + Sync {
     fn trigger(&self);
 }
 
+/// Why MSI vectors could not be allocated.
+#[derive(Debug, thiserror::Error)]
+pub enum MsiError {
+    #[error("the hypervisor allows at most {max} interrupt routes")]
+    TooManyRoutes { max: u32 },
+    #[error("cannot create the eventfd of an MSI vector: {0}")]
+    EventFd(#[source] std::io::Error),
+    #[error("cannot bind GSI {gsi} to its eventfd: {source}")]
+    Bind { gsi: u32, source: std::io::Error },
+}
+
 /// Where devices get MSI vectors from.
 pub trait MsiController: Send + Sync {
     /// `count` fresh vectors.
-    fn allocate_vectors(&self, count: usize) -> Result<Vec<Arc<dyn MsiVector>>, String>;
+    fn allocate_vectors(&self, count: usize) -> Result<Vec<Arc<dyn MsiVector>>, MsiError>;
 }
 
 /// MSI delivery for machines without MSI (vectors that never fire).
 pub struct NoMsi;
 
 impl MsiController for NoMsi {
-    fn allocate_vectors(&self, count: usize) -> Result<Vec<Arc<dyn MsiVector>>, String> {
+    fn allocate_vectors(&self, count: usize) -> Result<Vec<Arc<dyn MsiVector>>, MsiError> {
         Ok((0..count)
             .map(|_| Arc::new(NoMsiVector) as Arc<dyn MsiVector>)
             .collect())

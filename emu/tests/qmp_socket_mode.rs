@@ -4,8 +4,8 @@
 //! process-wide.
 
 use emu::control::qmp::{QmpServer, QmpTarget};
+use emu::control::ImageFormat;
 use emu::control::{BlockInfo, CpuInfo, VmStatus};
-use emu::machine::display_port::ImageFormat;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 //!
 //! Guest userspace cannot make system calls on nested-KVM hosts without hardware virtualization,
 //! so these tests read what the guest *kernel* reports on its serial console (see
-//! `shared/PVM-NOTES.md`).
+//! `docs/nested-kvm.md`).
 
 pub mod disk_images;
 pub mod x11;

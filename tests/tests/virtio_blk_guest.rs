@@ -1,6 +1,6 @@
 //! virtio-blk seen from a real guest: the test kernel boots under KVM with `--disk`, and what
 //! its own serial console reports (disk size, partitions, ext4 mounts) is the test. Guest
-//! userspace cannot make system calls on nested-KVM hosts (see `shared/PVM-NOTES.md`), so the
+//! userspace cannot make system calls on nested-KVM hosts (see `docs/nested-kvm.md`), so the
 //! guest kernel is the test driver: it reads the partition table, mounts ext4 root filesystems
 //! read-write or read-only, and SysRq over the serial line remounts and powers off. The host
 //! then checks the image with e2fsprogs.

@@ -11,7 +11,7 @@
 use emu::control::qmp::framing::{Frame, Splitter};
 use emu::control::qmp::{QmpTarget, Session};
 use emu::control::{BlockInfo, CpuInfo, VmStatus};
-use emu::machine::display_port::ImageFormat;
+use emu::control::ImageFormat;
 use std::path::Path;
 
 /// A VM that answers every command and does nothing.

@@ -3,44 +3,20 @@
 //! (a pause holds the next boot paused); one made after the VM ended does nothing, and a pause
 //! or resume then says so.
 
-use super::events::{EventBus, TimedEvent};
+use super::screendump::{screendump, ImageFormat};
 use crate::config::VmConfig;
-use crate::machine::display_port::{DisplayPort, ImageFormat};
-use crate::machine::VmHandle;
+use crate::machine::display_port::DisplayPort;
+use crate::machine::report::{TimedEvent, VmEvent, VmReport, VmStatus};
+use crate::machine::{Vm, VmHandle};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The longest [`VmController::pause`] and [`VmController::resume`] wait for the vCPUs.
 pub const PAUSE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a waiting pause or resume checks that the VM still exists.
 const SETTLE_POLL: Duration = Duration::from_millis(50);
-
-/// The run status, with QMP's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VmStatus {
-    /// Not started yet.
-    Prelaunch,
-    Running,
-    Paused,
-    /// Ended (powered off or quit).
-    Shutdown,
-    /// Stopped by a failure.
-    InternalError,
-}
-
-impl VmStatus {
-    pub fn qmp_name(self) -> &'static str {
-        match self {
-            Self::Prelaunch => "prelaunch",
-            Self::Running => "running",
-            Self::Paused => "paused",
-            Self::Shutdown => "shutdown",
-            Self::InternalError => "internal-error",
-        }
-    }
-}
 
 /// One vCPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,50 +40,28 @@ pub struct BlockInfo {
     pub serial: Option<String>,
 }
 
-/// State the VM updates and the controller reads.
-pub(crate) struct ControlState {
-    pub(crate) status: Mutex<VmStatus>,
-    pub(crate) events: EventBus,
-    pub(crate) vcpu_threads: Mutex<Vec<Option<i32>>>,
-    config: VmConfig,
-}
-
-impl ControlState {
-    pub(crate) fn new(config: &VmConfig) -> Self {
-        Self {
-            status: Mutex::new(VmStatus::Prelaunch),
-            events: EventBus::default(),
-            vcpu_threads: Mutex::new(vec![None; usize::from(config.cpus)]),
-            config: config.clone(),
-        }
-    }
-
-    pub(crate) fn set_status(&self, status: VmStatus) {
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
-    }
-}
-
 /// Commands and queries for one VM. Cheap to clone; every clone controls the same VM.
 #[derive(Clone)]
 pub struct VmController {
     handle: VmHandle,
-    state: Arc<ControlState>,
+    report: Arc<VmReport>,
     display: Option<DisplayPort>,
+    config: Arc<VmConfig>,
+}
+
+impl Vm {
+    /// The control API for this VM (commands, queries, events), for any thread.
+    pub fn controller(&self) -> VmController {
+        VmController {
+            handle: self.handle(),
+            report: self.report(),
+            display: self.display(),
+            config: Arc::new(self.config().clone()),
+        }
+    }
 }
 
 impl VmController {
-    pub(crate) fn new(
-        handle: VmHandle,
-        state: Arc<ControlState>,
-        display: Option<DisplayPort>,
-    ) -> Self {
-        Self {
-            handle,
-            state,
-            display,
-        }
-    }
-
     /// The display's host side (input, size, snapshots), when the VM has a display.
     pub fn display(&self) -> Option<&DisplayPort> {
         self.display.as_ref()
@@ -116,17 +70,17 @@ impl VmController {
     /// Writes what the guest's display shows to `path`.
     pub fn screendump(&self, path: &std::path::Path, format: ImageFormat) -> Result<(), String> {
         match &self.display {
-            Some(display) => display.screendump(path, format),
+            Some(display) => screendump(display, path, format),
             None => Err("this VM has no display".into()),
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.state.config.name
+        &self.config.name
     }
 
     pub fn status(&self) -> VmStatus {
-        *self.state.status.lock().unwrap_or_else(|e| e.into_inner())
+        self.report.status()
     }
 
     /// Pauses the vCPUs and returns once every one is parked, the status says paused and the
@@ -187,7 +141,7 @@ impl VmController {
     pub fn power_down(&self) {
         self.handle.power_button();
         // As QEMU does, the event reports the request, whatever the guest makes of it.
-        self.state.events.emit(super::VmEvent::Powerdown);
+        self.report.emit(VmEvent::Powerdown);
     }
 
     /// Turns the VM off now (SHUTDOWN follows).
@@ -196,13 +150,8 @@ impl VmController {
     }
 
     pub fn cpus(&self) -> Vec<CpuInfo> {
-        let threads = self
-            .state
-            .vcpu_threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        threads
+        self.report
+            .vcpu_threads()
             .into_iter()
             .enumerate()
             .map(|(index, thread_id)| CpuInfo {
@@ -213,8 +162,7 @@ impl VmController {
     }
 
     pub fn block_devices(&self) -> Vec<BlockInfo> {
-        self.state
-            .config
+        self.config
             .disks
             .iter()
             .enumerate()
@@ -238,6 +186,85 @@ impl VmController {
 
     /// Every event from now on.
     pub fn subscribe(&self) -> Receiver<TimedEvent> {
-        self.state.events.subscribe()
+        self.report.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::ConsoleOutput;
+
+    fn vm() -> Vm {
+        let config =
+            VmConfig::from_toml("[boot]\nkind = \"kernel\"\nkernel = \"/k\"\n").expect("config");
+        Vm::new(config, ConsoleOutput::new(std::io::sink()))
+    }
+
+    /// The VM, not yet booted, acting on what the controller asks (the controller's view of
+    /// the machine's lifecycle, moved here from `machine::vm`).
+    #[test]
+    fn a_pause_before_a_boot_is_acknowledged_after_the_status_and_the_stop_event() {
+        let vm = vm();
+        let events = vm.controller().subscribe();
+        let handle = vm.handle();
+        let first = handle.pause();
+        let second = handle.pause();
+        let mut start_paused = false;
+        assert_eq!(vm.pending_events(&mut start_paused), None);
+        assert!(start_paused, "the next boot starts paused");
+        assert_eq!(first.try_recv(), Ok(Ok(())));
+        assert_eq!(second.try_recv(), Ok(Ok(())), "already paused: success");
+        assert_eq!(vm.controller().status(), VmStatus::Paused);
+        assert_eq!(events.try_recv().map(|e| e.event), Ok(VmEvent::Stop));
+        assert!(events.try_recv().is_err(), "one STOP only");
+
+        let resumed = handle.resume();
+        assert_eq!(vm.pending_events(&mut start_paused), None);
+        assert!(!start_paused);
+        assert_eq!(resumed.try_recv(), Ok(Ok(())));
+        assert_eq!(vm.controller().status(), VmStatus::Running);
+        assert_eq!(events.try_recv().map(|e| e.event), Ok(VmEvent::Resume));
+    }
+
+    #[test]
+    fn the_controller_returns_once_the_pause_took_effect_with_stop_already_sent() {
+        let vm = vm();
+        let controller = vm.controller();
+        let events = controller.subscribe();
+        let asker = std::thread::spawn(move || {
+            let result = controller.pause();
+            // The STOP event is already queued when pause returns.
+            (result, events.try_recv().map(|e| e.event))
+        });
+        let mut start_paused = false;
+        // The VM, between boots, acts on what arrives.
+        while !asker.is_finished() {
+            assert_eq!(vm.pending_events(&mut start_paused), None);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let (result, event) = asker.join().expect("asker");
+        assert_eq!(result, Ok(()));
+        assert_eq!(event, Ok(VmEvent::Stop));
+        assert_eq!(vm.controller().status(), VmStatus::Paused);
+    }
+
+    #[test]
+    fn pause_and_resume_of_an_ended_vm_are_errors() {
+        let vm = vm();
+        let controller = vm.controller();
+        // It ends while a pause waits for its answer.
+        let asker = std::thread::spawn(move || controller.pause());
+        vm.report().set_status(VmStatus::Shutdown);
+        let err = asker.join().expect("asker").unwrap_err();
+        assert!(err.contains("ended"), "{err}");
+        // Asked after it ended.
+        for result in [vm.controller().pause(), vm.controller().resume()] {
+            let err = result.unwrap_err();
+            assert!(err.contains("it has ended (shutdown)"), "{err}");
+        }
+        let mut start_paused = false;
+        vm.pending_events(&mut start_paused);
+        assert!(!start_paused, "no pause was queued after the end");
     }
 }

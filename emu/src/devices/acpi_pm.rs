@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 /// Frequency of the ACPI PM timer.
 pub const PM_TIMER_HZ: u64 = 3_579_545;
-/// Width of the PM timer counter: 24 bits, so the FADT leaves TMR_VAL_EXT clear.
-pub const PM_TIMER_BITS: u32 = 24;
+/// Width of the PM timer counter (defined with the platform layout, which the FADT also uses).
+pub use crate::arch::x86_64::layout::PM_TIMER_BITS;
 
 const LEN: usize = ports::ACPI_PM_LEN as usize;
 const PM1_STS: usize = (ports::ACPI_PM1_EVT - ports::ACPI_PM_BASE) as usize;

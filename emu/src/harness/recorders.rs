@@ -63,7 +63,10 @@ impl MsiRecorder {
 }
 
 impl MsiController for MsiRecorder {
-    fn allocate_vectors(&self, count: usize) -> Result<Vec<Arc<dyn MsiVector>>, String> {
+    fn allocate_vectors(
+        &self,
+        count: usize,
+    ) -> Result<Vec<Arc<dyn MsiVector>>, crate::interrupt::MsiError> {
         Ok((0..count)
             .map(|_| {
                 Arc::new(RecordedVector {

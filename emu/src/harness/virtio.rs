@@ -12,9 +12,9 @@ use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 use vm_memory::{Address, Bytes, GuestAddress};
 
-pub const DESC_F_NEXT: u16 = 1;
-pub const DESC_F_WRITE: u16 = 2;
-pub const DESC_F_INDIRECT: u16 = 4;
+pub const DESC_F_NEXT: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_NEXT as u16;
+pub const DESC_F_WRITE: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_WRITE as u16;
+pub const DESC_F_INDIRECT: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_INDIRECT as u16;
 
 /// The MSI data the driver programs for vector `n`: easy to recognise in the recorder.
 pub fn msi_data(vector: u16) -> u32 {

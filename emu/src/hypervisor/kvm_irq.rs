@@ -2,8 +2,8 @@
 //! guest-programmed MSI message, and doorbells are ioeventfds, so device workers and vCPUs
 //! exchange notifications without the VMM's vCPU threads in between.
 
-use crate::doorbell::DoorbellRegistry;
-use crate::interrupt::{MsiController, MsiMessage, MsiVector};
+use crate::doorbell::{DoorbellError, DoorbellRegistry};
+use crate::interrupt::{MsiController, MsiError, MsiMessage, MsiVector};
 use kvm_bindings::{
     kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
     KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
@@ -108,23 +108,26 @@ fn irqchip_route(gsi: u32, chip: u32, pin: u32) -> kvm_irq_routing_entry {
 }
 
 impl MsiController for KvmMsiController {
-    fn allocate_vectors(&self, count: usize) -> Result<Vec<Arc<dyn MsiVector>>, String> {
+    fn allocate_vectors(&self, count: usize) -> Result<Vec<Arc<dyn MsiVector>>, MsiError> {
         let routes = &self.routes;
         let mut vectors = Vec::with_capacity(count);
         for _ in 0..count {
             let gsi = {
                 let mut state = routes.state.lock().unwrap_or_else(|e| e.into_inner());
                 if state.next_gsi >= MAX_ROUTES {
-                    return Err(format!("KVM allows at most {MAX_ROUTES} interrupt routes"));
+                    return Err(MsiError::TooManyRoutes { max: MAX_ROUTES });
                 }
                 state.next_gsi += 1;
                 state.next_gsi - 1
             };
-            let event = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| e.to_string())?;
+            let event = EventFd::new(libc::EFD_NONBLOCK).map_err(MsiError::EventFd)?;
             routes
                 .vm
                 .register_irqfd(&event, gsi)
-                .map_err(|e| format!("KVM_IRQFD for GSI {gsi}: {e}"))?;
+                .map_err(|e| MsiError::Bind {
+                    gsi,
+                    source: e.into(),
+                })?;
             vectors.push(Arc::new(KvmMsiVector {
                 routes: routes.clone(),
                 gsi,
@@ -172,15 +175,21 @@ impl KvmDoorbells {
 }
 
 impl DoorbellRegistry for KvmDoorbells {
-    fn register(&self, address: u64, event: &EventFd) -> Result<(), String> {
+    fn register(&self, address: u64, event: &EventFd) -> Result<(), DoorbellError> {
         self.vm
             .register_ioevent(event, &IoEventAddress::Mmio(address), NoDatamatch)
-            .map_err(|e| format!("KVM_IOEVENTFD at {address:#x}: {e}"))
+            .map_err(|e| DoorbellError::Register {
+                address,
+                source: e.into(),
+            })
     }
 
-    fn unregister(&self, address: u64, event: &EventFd) -> Result<(), String> {
+    fn unregister(&self, address: u64, event: &EventFd) -> Result<(), DoorbellError> {
         self.vm
             .unregister_ioevent(event, &IoEventAddress::Mmio(address), NoDatamatch)
-            .map_err(|e| format!("KVM_IOEVENTFD (deassign) at {address:#x}: {e}"))
+            .map_err(|e| DoorbellError::Unregister {
+                address,
+                source: e.into(),
+            })
     }
 }

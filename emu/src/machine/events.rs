@@ -1,6 +1,6 @@
 //! The events that reach a running machine, and how a run ends.
 
-use crate::control::ShutdownReason;
+use super::report::ShutdownReason;
 use crate::devices::{PowerRequest, PowerSink};
 use crate::hypervisor::vcpu::VcpuEvent;
 use std::sync::mpsc::Sender;

@@ -3,8 +3,7 @@
 
 use super::builder::Machine;
 use super::events::{acknowledge, MachineEvent, RunOutcome};
-use crate::control::controller::ControlState;
-use crate::control::{ShutdownReason, VmEvent};
+use super::report::{ShutdownReason, VmEvent, VmReport};
 use crate::devices::PowerRequest;
 use crate::hypervisor::emulation::RecoveryStats;
 use crate::hypervisor::run_control::{install_kick_handler, kick_until, RunControl, RunState};
@@ -35,7 +34,7 @@ impl Machine {
         events: &Receiver<MachineEvent>,
         sender: &Sender<MachineEvent>,
         recovery: &Arc<RecoveryStats>,
-        state: &Arc<ControlState>,
+        report: &Arc<VmReport>,
         start_paused: bool,
         on_state: &dyn Fn(RunState),
     ) -> (RunOutcome, RunFigures) {
@@ -59,20 +58,13 @@ impl Machine {
                     let _ = tx.send(MachineEvent::Vcpu(e));
                 }),
             };
-            let threads = state.clone();
+            let threads = report.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("cove-vcpu{index}"))
                 .spawn(move || {
                     // SAFETY: gettid has no preconditions and cannot fail.
                     let tid = unsafe { libc::gettid() };
-                    if let Some(slot) = threads
-                        .vcpu_threads
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_mut(index)
-                    {
-                        *slot = Some(tid);
-                    }
+                    threads.set_vcpu_thread(index, tid);
                     run_vcpu(vcpu, ctx)
                 });
             match spawned {
@@ -90,7 +82,7 @@ impl Machine {
         let mut paused = start_paused;
         let outcome = match outcome {
             Some(o) => o,
-            None => self.event_loop(events, &control, &handles, state, &mut paused, on_state),
+            None => self.event_loop(events, &control, &handles, report, &mut paused, on_state),
         };
 
         control.set_state(RunState::Stopping);
@@ -118,7 +110,7 @@ impl Machine {
         events: &Receiver<MachineEvent>,
         control: &Arc<RunControl>,
         handles: &[JoinHandle<()>],
-        state: &ControlState,
+        vm_report: &VmReport,
         paused: &mut bool,
         on_state: &dyn Fn(RunState),
     ) -> RunOutcome {
@@ -144,7 +136,7 @@ impl Machine {
                 }
                 MachineEvent::Vcpu(VcpuEvent::Failed { cpu, report }) => {
                     log::error!("vCPU {cpu} stopped the VM: {report}");
-                    state.events.emit(VmEvent::EmulationFailure {
+                    vm_report.emit(VmEvent::EmulationFailure {
                         cpu,
                         report: report.clone(),
                     });
@@ -165,7 +157,7 @@ impl Machine {
                         park(control, handles, ACK_TIMEOUT).map(|()| {
                             *paused = true;
                             on_state(RunState::Paused);
-                            state.events.emit(VmEvent::Stop);
+                            vm_report.emit(VmEvent::Stop);
                         })
                     };
                     acknowledge(ack, result);
@@ -175,7 +167,7 @@ impl Machine {
                         let woken = unpark(control, ACK_TIMEOUT);
                         *paused = false;
                         on_state(RunState::Running);
-                        state.events.emit(VmEvent::Resume);
+                        vm_report.emit(VmEvent::Resume);
                         woken
                     } else {
                         Ok(())

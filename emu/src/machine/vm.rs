@@ -6,9 +6,8 @@ use super::builder::{build_machine, BuildError};
 use super::console::ConsoleOutput;
 use super::display_port::DisplayPort;
 use super::events::{acknowledge, MachineEvent, RunOutcome, VmExit};
+use super::report::{ShutdownReason, VmEvent, VmReport, VmStatus};
 use crate::config::{RebootAction, VmConfig};
-use crate::control::controller::ControlState;
-use crate::control::{ShutdownReason, VmController, VmEvent, VmStatus};
 use crate::devices::serial::Serial;
 use crate::hypervisor::emulation::RecoveryStats;
 use crate::hypervisor::run_control::RunState;
@@ -40,7 +39,7 @@ pub struct Vm {
     state: Arc<Mutex<Option<RunState>>>,
     recovery: Arc<RecoveryStats>,
     stats: VmStatistics,
-    control: Arc<ControlState>,
+    report: Arc<VmReport>,
     display: Option<DisplayPort>,
 }
 
@@ -55,15 +54,19 @@ impl Vm {
             state: Arc::new(Mutex::new(None)),
             recovery: Arc::new(RecoveryStats::default()),
             stats: VmStatistics::default(),
-            control: Arc::new(ControlState::new(&config)),
+            report: Arc::new(VmReport::new(config.cpus)),
             display: display_port(&config),
             config,
         }
     }
 
-    /// The control API for this VM (commands, queries, events), for any thread.
-    pub fn controller(&self) -> VmController {
-        VmController::new(self.handle(), self.control.clone(), self.display.clone())
+    /// What the VM publishes: its status, vCPU threads and events.
+    pub fn report(&self) -> Arc<VmReport> {
+        self.report.clone()
+    }
+
+    pub fn config(&self) -> &VmConfig {
+        &self.config
     }
 
     /// The display hardware's host side, when the VM has a display.
@@ -103,11 +106,9 @@ impl Vm {
             ),
             Err(_) => (VmStatus::InternalError, None),
         };
-        self.control.set_status(status);
+        self.report.set_status(status);
         if let Some((guest, reason)) = event {
-            self.control
-                .events
-                .emit(VmEvent::Shutdown { guest, reason });
+            self.report.emit(VmEvent::Shutdown { guest, reason });
         }
         exit
     }
@@ -130,18 +131,18 @@ impl Vm {
             *lock(&self.serial) = Some(machine.serial.clone());
             self.stats.boots += 1;
             let state = self.state.clone();
-            let control = self.control.clone();
+            let report = self.report.clone();
             let (outcome, figures) = machine.run(
                 &self.events,
                 &self.sender,
                 &self.recovery,
-                &self.control,
+                &self.report,
                 start_paused,
                 &move |s| {
                     *lock(&state) = Some(s);
                     match s {
-                        RunState::Running => control.set_status(VmStatus::Running),
-                        RunState::Paused => control.set_status(VmStatus::Paused),
+                        RunState::Running => report.set_status(VmStatus::Running),
+                        RunState::Paused => report.set_status(VmStatus::Paused),
                         RunState::Stopping => {}
                     }
                 },
@@ -172,7 +173,7 @@ impl Vm {
                     } else {
                         ShutdownReason::HostReset
                     };
-                    self.control.events.emit(VmEvent::Reset { guest, reason });
+                    self.report.emit(VmEvent::Reset { guest, reason });
                 }
             }
         }
@@ -206,7 +207,7 @@ impl Vm {
     /// is acknowledged at once, the status and event already set), a power-button press goes
     /// to the new machine, and a reset is already done. Guest requests left over from the last
     /// boot (a second vCPU's reset, say) are dropped.
-    fn pending_events(&self, start_paused: &mut bool) -> Option<ShutdownReason> {
+    pub(crate) fn pending_events(&self, start_paused: &mut bool) -> Option<ShutdownReason> {
         let mut stop = None;
         let mut power_button = false;
         while let Ok(event) = self.events.try_recv() {
@@ -215,20 +216,20 @@ impl Vm {
                 MachineEvent::Pause(ack) => {
                     if !*start_paused {
                         *start_paused = true;
-                        self.control.set_status(VmStatus::Paused);
-                        self.control.events.emit(VmEvent::Stop);
+                        self.report.set_status(VmStatus::Paused);
+                        self.report.emit(VmEvent::Stop);
                     }
                     acknowledge(ack, Ok(()));
                 }
                 MachineEvent::Resume(ack) => {
                     if *start_paused {
                         *start_paused = false;
-                        self.control.set_status(VmStatus::Running);
-                        self.control.events.emit(VmEvent::Resume);
+                        self.report.set_status(VmStatus::Running);
+                        self.report.emit(VmEvent::Resume);
                     }
                     acknowledge(ack, Ok(()));
                 }
-                MachineEvent::Reset => self.control.events.emit(VmEvent::Reset {
+                MachineEvent::Reset => self.report.emit(VmEvent::Reset {
                     guest: false,
                     reason: ShutdownReason::HostReset,
                 }),
@@ -336,82 +337,13 @@ impl VmHandle {
 mod tests {
     use super::*;
 
-    fn vm() -> Vm {
-        let config =
-            VmConfig::from_toml("[boot]\nkind = \"kernel\"\nkernel = \"/k\"\n").expect("config");
-        Vm::new(config, ConsoleOutput::new(std::io::sink()))
-    }
-
-    #[test]
-    fn a_pause_before_a_boot_is_acknowledged_after_the_status_and_the_stop_event() {
-        let vm = vm();
-        let events = vm.controller().subscribe();
-        let handle = vm.handle();
-        let first = handle.pause();
-        let second = handle.pause();
-        let mut start_paused = false;
-        assert_eq!(vm.pending_events(&mut start_paused), None);
-        assert!(start_paused, "the next boot starts paused");
-        assert_eq!(first.try_recv(), Ok(Ok(())));
-        assert_eq!(second.try_recv(), Ok(Ok(())), "already paused: success");
-        assert_eq!(vm.controller().status(), VmStatus::Paused);
-        assert_eq!(events.try_recv().map(|e| e.event), Ok(VmEvent::Stop));
-        assert!(events.try_recv().is_err(), "one STOP only");
-
-        let resumed = handle.resume();
-        assert_eq!(vm.pending_events(&mut start_paused), None);
-        assert!(!start_paused);
-        assert_eq!(resumed.try_recv(), Ok(Ok(())));
-        assert_eq!(vm.controller().status(), VmStatus::Running);
-        assert_eq!(events.try_recv().map(|e| e.event), Ok(VmEvent::Resume));
-    }
-
     #[test]
     fn an_ack_is_disconnected_when_the_vm_is_gone() {
-        let vm = vm();
+        let config =
+            VmConfig::from_toml("[boot]\nkind = \"kernel\"\nkernel = \"/k\"\n").expect("config");
+        let vm = Vm::new(config, ConsoleOutput::new(std::io::sink()));
         let handle = vm.handle();
         drop(vm);
         assert!(handle.pause().recv().is_err());
-    }
-
-    #[test]
-    fn the_controller_returns_once_the_pause_took_effect_with_stop_already_sent() {
-        let vm = vm();
-        let controller = vm.controller();
-        let events = controller.subscribe();
-        let asker = std::thread::spawn(move || {
-            let result = controller.pause();
-            // The STOP event is already queued when pause returns.
-            (result, events.try_recv().map(|e| e.event))
-        });
-        let mut start_paused = false;
-        // The VM, between boots, acts on what arrives.
-        while !asker.is_finished() {
-            assert_eq!(vm.pending_events(&mut start_paused), None);
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        let (result, event) = asker.join().expect("asker");
-        assert_eq!(result, Ok(()));
-        assert_eq!(event, Ok(VmEvent::Stop));
-        assert_eq!(vm.controller().status(), VmStatus::Paused);
-    }
-
-    #[test]
-    fn pause_and_resume_of_an_ended_vm_are_errors() {
-        let vm = vm();
-        let controller = vm.controller();
-        // It ends while a pause waits for its answer.
-        let asker = std::thread::spawn(move || controller.pause());
-        vm.control.set_status(VmStatus::Shutdown);
-        let err = asker.join().expect("asker").unwrap_err();
-        assert!(err.contains("ended"), "{err}");
-        // Asked after it ended.
-        for result in [vm.controller().pause(), vm.controller().resume()] {
-            let err = result.unwrap_err();
-            assert!(err.contains("it has ended (shutdown)"), "{err}");
-        }
-        let mut start_paused = false;
-        vm.pending_events(&mut start_paused);
-        assert!(!start_paused, "no pause was queued after the end");
     }
 }

@@ -8,6 +8,7 @@ use crate::pci::msix::{Msix, NO_VECTOR};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// ISR status bits (virtio 1.2, 4.1.4.5); `virtio-bindings` has no PCI transport header.
 const ISR_QUEUE: u8 = 1;
 const ISR_CONFIG: u8 = 2;
 

@@ -4,6 +4,7 @@
 //! set-up checked against guest memory before the device sees it.
 
 use super::queue_service::{ready_queue, QueueLayout};
+use super::worker::Worker;
 use super::{features, status, Activation, ReadyQueue, VirtioDevice, VirtioInterrupt};
 use crate::doorbell::DoorbellRegistry;
 use crate::interrupt::{MsiController, SharedLine};
@@ -111,6 +112,8 @@ pub struct VirtioPciDevice {
     bar_address: Option<u64>,
     config_generation: u8,
     active: bool,
+    /// The device's worker while it is active; it owns the queues.
+    worker: Option<Worker>,
 }
 
 /// Why the transport could not be built (a device-model or host problem, at machine build).
@@ -121,7 +124,7 @@ pub enum TransportError {
     #[error("{name}: queue size {size} is not a power of two up to 32768")]
     QueueSize { name: String, size: u16 },
     #[error("cannot allocate MSI vectors: {0}")]
-    Msi(String),
+    Msi(#[from] crate::interrupt::MsiError),
     #[error("cannot create a doorbell eventfd: {0}")]
     EventFd(#[from] std::io::Error),
     #[error("PCI configuration space: {0}")]
@@ -187,9 +190,7 @@ impl VirtioPciDevice {
         pci_cfg_mask[6..18].fill(0xff);
         let pci_cfg_cap = config.add_capability(CAP_ID_VENDOR, &pci_cfg, &pci_cfg_mask)?;
 
-        let vectors = msi
-            .allocate_vectors((queue_count + 1).min(MAX_VECTORS))
-            .map_err(TransportError::Msi)?;
+        let vectors = msi.allocate_vectors((queue_count + 1).min(MAX_VECTORS))?;
         let msix = Msix::new(vectors);
         let (body, mask) = msix.capability(
             BAR_INDEX as u8,
@@ -231,6 +232,7 @@ impl VirtioPciDevice {
             bar_address: None,
             config_generation: 0,
             active: false,
+            worker: None,
         })
     }
 
@@ -431,8 +433,13 @@ impl VirtioPciDevice {
                     queues,
                     interrupt: self.interrupt.clone(),
                 };
-                match self.device.activate(activation) {
-                    Ok(()) => {
+                let started = self
+                    .device
+                    .activate(activation)
+                    .and_then(|service| Ok(service.spawn(&self.name)?));
+                match started {
+                    Ok(worker) => {
+                        self.worker = Some(worker);
                         self.active = true;
                         log::debug!(
                             "{}: activated, features {:#x}",
@@ -481,11 +488,19 @@ impl VirtioPciDevice {
         Ok(ready)
     }
 
-    fn reset(&mut self) {
+    /// Stops the worker, which drops the queues, then lets the device forget the activation.
+    fn stop_device(&mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            worker.stop();
+        }
         if self.active {
             self.device.reset();
             self.active = false;
         }
+    }
+
+    fn reset(&mut self) {
+        self.stop_device();
         self.status.store(0, Ordering::Release);
         self.device_feature_select = 0;
         self.driver_feature_select = 0;
@@ -675,8 +690,6 @@ impl PciDevice for VirtioPciDevice {
 
 impl Drop for VirtioPciDevice {
     fn drop(&mut self) {
-        if self.active {
-            self.device.reset();
-        }
+        self.stop_device();
     }
 }

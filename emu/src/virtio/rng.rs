@@ -2,8 +2,7 @@
 //! getrandom(2).
 
 use super::queue_service::serve_queue;
-use super::worker::Worker;
-use super::{device_type, features, ActivateError, Activation, VirtioDevice};
+use super::{device_type, features, ActivateError, Activation, Service, VirtioDevice};
 use crate::virtio::chain::SegmentCursor;
 
 const QUEUE_SIZE: u16 = 64;
@@ -12,9 +11,7 @@ const MAX_BYTES_PER_REQUEST: usize = 64 * 1024;
 
 /// A virtio entropy device.
 #[derive(Default)]
-pub struct Rng {
-    worker: Option<Worker>,
-}
+pub struct Rng;
 
 impl VirtioDevice for Rng {
     fn device_type(&self) -> u32 {
@@ -37,20 +34,16 @@ impl VirtioDevice for Rng {
         data.fill(0);
     }
 
-    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
+    fn activate(&mut self, activation: Activation) -> Result<Service, ActivateError> {
         let Activation {
             memory,
-            mut queues,
+            queues,
             interrupt,
             ..
         } = activation;
-        let Some(ready) = queues.pop().filter(|q| q.index == 0) else {
-            return Err(ActivateError::MissingQueue(0));
-        };
-        let mut queue = ready.queue;
         let mut buffer = vec![0u8; MAX_BYTES_PER_REQUEST];
-        let worker = Worker::spawn("virtio-rng", vec![ready.doorbell], move |_| {
-            serve_queue(&mut queue, 0, &memory, &interrupt, |chain| {
+        Service::per_queue(queues, move |index, queue| {
+            serve_queue(queue, index, &memory, &interrupt, |chain| {
                 let writable = chain.writable();
                 let want = (chain.writable_len() as usize).min(MAX_BYTES_PER_REQUEST);
                 if let Err(e) = fill_random(&mut buffer[..want]) {
@@ -65,15 +58,7 @@ impl VirtioDevice for Rng {
                     }
                 }
             })
-        })?;
-        self.worker = Some(worker);
-        Ok(())
-    }
-
-    fn reset(&mut self) {
-        if let Some(mut worker) = self.worker.take() {
-            worker.stop();
-        }
+        })
     }
 }
 

@@ -1,11 +1,63 @@
 //! The worker thread of a virtio device: sleeps in epoll on the queues' doorbells and a stop
 //! event, and runs the device's queue handler when a doorbell rings, off the vCPU threads.
+//!
+//! A device model only describes its [`Service`] (the doorbells to wait on and the handler);
+//! the transport starts the worker on activation and drops it, with the queues the handler
+//! owns, on reset. No device starts or stops a worker itself.
 
+use super::{split_queues, ActivateError, ReadyQueue};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::thread::JoinHandle;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
+
+/// A worker's handler: called with the index of the doorbell that rang; returns false to stop
+/// serving (the device needs a reset). It owns the device's queues.
+pub type Handler = Box<dyn FnMut(usize) -> bool + Send>;
+
+/// What a device serves once activated: the doorbells its worker waits on and the handler it
+/// runs for each, in the same order.
+pub struct Service {
+    pub doorbells: Vec<EventFd>,
+    pub handler: Handler,
+}
+
+impl Service {
+    /// Calls `handler(i)` when `doorbells[i]` rings.
+    pub fn new<F>(doorbells: Vec<EventFd>, handler: F) -> Self
+    where
+        F: FnMut(usize) -> bool + Send + 'static,
+    {
+        Self {
+            doorbells,
+            handler: Box::new(handler),
+        }
+    }
+
+    /// Serves every ready queue with `serve(index, queue)` when its doorbell rings. Queue 0
+    /// must be among them.
+    pub fn per_queue<F>(queues: Vec<ReadyQueue>, mut serve: F) -> Result<Self, ActivateError>
+    where
+        F: FnMut(u16, &mut virtio_queue::Queue) -> bool + Send + 'static,
+    {
+        if queues.first().map(|q| q.index) != Some(0) {
+            return Err(ActivateError::MissingQueue(0));
+        }
+        let (doorbells, mut queues) = split_queues(queues);
+        Ok(Self::new(doorbells, move |slot| {
+            match queues.get_mut(slot) {
+                Some((index, queue)) => serve(*index, queue),
+                None => true,
+            }
+        }))
+    }
+
+    /// Starts a worker thread named `name` for this service.
+    pub fn spawn(self, name: &str) -> io::Result<Worker> {
+        Worker::spawn(name, self.doorbells, self.handler)
+    }
+}
 
 /// A running worker; stopping it (or dropping it) waits for the thread to finish.
 pub struct Worker {

@@ -21,7 +21,6 @@
 
 use super::layout::{self, ports, ACPI_S5_SLEEP_TYPE};
 use super::pci_acpi;
-use crate::devices::acpi_pm;
 use acpi_tables::facs::FACS;
 use acpi_tables::fadt::{FADTBuilder, Flags, PmProfile};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
@@ -32,12 +31,7 @@ use acpi_tables::xsdt::XSDT;
 use acpi_tables::{aml, Aml};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-/// OEM ID of every table Cove builds.
-pub const OEM_ID: [u8; 6] = *b"COVE  ";
-/// OEM table ID of every table Cove builds.
-pub const OEM_TABLE_ID: [u8; 8] = *b"COVEVM  ";
-/// OEM revision of every table Cove builds.
-pub const OEM_REVISION: u32 = 1;
+pub use super::acpi_oem::{OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 
 /// Length of the common header of system description tables.
 const HEADER_LEN: usize = 36;
@@ -305,7 +299,7 @@ fn fadt_builder(facs: u32, dsdt: u32) -> FADTBuilder {
         // RTC_STS/RTC_EN are not in the PM1 registers.
         .flag(Flags::FixRtc)
         .flag(Flags::ResetRegSup);
-    if acpi_pm::PM_TIMER_BITS == 32 {
+    if layout::PM_TIMER_BITS == 32 {
         fadt = fadt.flag(Flags::TmrValExt);
     }
 
@@ -500,7 +494,7 @@ mod tests {
         assert_eq!(flags & Flags::HwReducedAcpi as u32, 0);
         assert_eq!(
             flags & Flags::TmrValExt as u32 != 0,
-            acpi_pm::PM_TIMER_BITS == 32
+            layout::PM_TIMER_BITS == 32
         );
 
         // RESET_REG: system I/O, 8 bits, byte access, 0xcf9; RESET_VALUE 6.

@@ -94,3 +94,7 @@ pub mod ports {
 /// The value of SLP_TYP that the DSDT's `_S5` object names, and the ACPI PM device treats as
 /// "power off".
 pub const ACPI_S5_SLEEP_TYPE: u8 = 5;
+
+/// Width of the ACPI PM timer counter: 24 bits, so the FADT leaves TMR_VAL_EXT clear. The PM
+/// device (`crate::devices::acpi_pm`) counts this wide and the FADT announces it.
+pub const PM_TIMER_BITS: u32 = 24;

@@ -2,6 +2,7 @@
 //! tables, CPUID, MSRs and ACPI tables (with the PCI host bridge's MCFG and DSDT devices).
 
 pub mod acpi;
+pub mod acpi_oem;
 pub mod boot;
 pub mod cpuid;
 pub mod layout;

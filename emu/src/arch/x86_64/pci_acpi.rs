@@ -22,7 +22,7 @@
 //! Device (MRES) { _HID EISAID("PNP0C02"), _UID 0, _CRS: Memory32Fixed PCI_ECAM }
 //! ```
 
-use super::acpi::{OEM_ID, OEM_REVISION, OEM_TABLE_ID};
+use super::acpi_oem::{OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 use super::layout::{
     self, ports, PCI_ECAM_LAST_BUS, PCI_ECAM_SIZE, PCI_ECAM_START, PCI_INTX_GSI_BASE,
     PCI_INTX_GSI_COUNT, PCI_MMIO_WINDOW_SIZE, PCI_MMIO_WINDOW_START,

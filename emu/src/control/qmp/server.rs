@@ -190,8 +190,8 @@ fn refuse(mut stream: UnixStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::screendump::ImageFormat;
     use crate::control::{BlockInfo, CpuInfo, VmStatus};
-    use crate::machine::display_port::ImageFormat;
 
     struct Idle;
 

@@ -3,8 +3,8 @@
 //! nothing of sockets, so it is tested on its own.
 
 use super::framing::Frame;
+use crate::control::screendump::ImageFormat;
 use crate::control::{BlockInfo, CpuInfo, TimedEvent, VmEvent, VmStatus};
-use crate::machine::display_port::ImageFormat;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;

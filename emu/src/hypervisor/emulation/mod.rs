@@ -14,6 +14,7 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 
 pub mod decode;
 pub mod handlers;
+pub mod kind;
 pub mod kvm_cpu;
 pub mod page_walk;
 pub mod recover;

@@ -7,71 +7,11 @@ use std::fmt;
 
 use super::decode::{bytes_from_exit_data, fetch_and_decode, format_intel};
 use super::handlers;
+pub use super::kind::RecoveredKind;
 use super::GuestCpu;
 
 /// The reason given for a decoded instruction Cove has no recovery for.
 pub const NOT_RECOVERED: &str = "instruction not recovered by Cove";
-
-/// The instructions Cove recovers from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RecoveredKind {
-    Int3,
-    Fwait,
-    Ldmxcsr,
-    Stmxcsr,
-    Lfence,
-    Sfence,
-    Mfence,
-    Verw,
-    Clac,
-    Stac,
-    Popcnt,
-}
-
-impl RecoveredKind {
-    /// Every kind, in declaration order (the order of [`RecoveredKind::index`]).
-    pub const ALL: [RecoveredKind; 11] = [
-        RecoveredKind::Int3,
-        RecoveredKind::Fwait,
-        RecoveredKind::Ldmxcsr,
-        RecoveredKind::Stmxcsr,
-        RecoveredKind::Lfence,
-        RecoveredKind::Sfence,
-        RecoveredKind::Mfence,
-        RecoveredKind::Verw,
-        RecoveredKind::Clac,
-        RecoveredKind::Stac,
-        RecoveredKind::Popcnt,
-    ];
-
-    /// The instruction's mnemonic, e.g. `"ldmxcsr"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            RecoveredKind::Int3 => "int3",
-            RecoveredKind::Fwait => "fwait",
-            RecoveredKind::Ldmxcsr => "ldmxcsr",
-            RecoveredKind::Stmxcsr => "stmxcsr",
-            RecoveredKind::Lfence => "lfence",
-            RecoveredKind::Sfence => "sfence",
-            RecoveredKind::Mfence => "mfence",
-            RecoveredKind::Verw => "verw",
-            RecoveredKind::Clac => "clac",
-            RecoveredKind::Stac => "stac",
-            RecoveredKind::Popcnt => "popcnt",
-        }
-    }
-
-    /// The position of this kind in [`RecoveredKind::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for RecoveredKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A recovery that was carried out: the vCPU can be resumed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,21 +5,21 @@
 pub mod request;
 
 use super::queue_service::serve_queue;
-use super::worker::Worker;
-use super::{device_type, features, ActivateError, Activation, VirtioDevice};
+use super::{device_type, features, ActivateError, Activation, Service, VirtioDevice};
 use crate::block::DiskBackend;
 use request::{execute, Limits, RequestContext, ID_BYTES, SECTOR_SIZE};
 use std::sync::Arc;
 
-/// Feature bits of virtio-blk.
+/// Feature bits of virtio-blk, as masks of the bit numbers `virtio-bindings` names.
 pub mod feature {
-    pub const SEG_MAX: u64 = 1 << 2;
-    pub const RO: u64 = 1 << 5;
-    pub const BLK_SIZE: u64 = 1 << 6;
-    pub const FLUSH: u64 = 1 << 9;
-    pub const MQ: u64 = 1 << 12;
-    pub const DISCARD: u64 = 1 << 13;
-    pub const WRITE_ZEROES: u64 = 1 << 14;
+    use virtio_bindings::virtio_blk as blk;
+    pub const SEG_MAX: u64 = 1 << blk::VIRTIO_BLK_F_SEG_MAX;
+    pub const RO: u64 = 1 << blk::VIRTIO_BLK_F_RO;
+    pub const BLK_SIZE: u64 = 1 << blk::VIRTIO_BLK_F_BLK_SIZE;
+    pub const FLUSH: u64 = 1 << blk::VIRTIO_BLK_F_FLUSH;
+    pub const MQ: u64 = 1 << blk::VIRTIO_BLK_F_MQ;
+    pub const DISCARD: u64 = 1 << blk::VIRTIO_BLK_F_DISCARD;
+    pub const WRITE_ZEROES: u64 = 1 << blk::VIRTIO_BLK_F_WRITE_ZEROES;
 }
 
 /// Size of each request queue.
@@ -36,7 +36,54 @@ pub const LIMITS: Limits = Limits {
     max_write_zeroes_sectors: MAX_RANGE_SECTORS,
     max_write_zeroes_segments: 1,
 };
-const CONFIG_LEN: usize = 60;
+
+/// The virtio-blk config space (virtio 1.2, 5.2.4) up to the fields Cove offers, little-endian.
+/// The spec's struct is packed; this one keeps every field at the spec's offset (checked below
+/// against `virtio-bindings`) and ends with explicit zero bytes instead of padding.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct BlockConfig {
+    capacity: u64,
+    size_max: u32,
+    seg_max: u32,
+    geometry_cylinders: u16,
+    geometry_heads: u8,
+    geometry_sectors: u8,
+    blk_size: u32,
+    physical_block_exp: u8,
+    alignment_offset: u8,
+    min_io_size: u16,
+    opt_io_size: u32,
+    wce: u8,
+    unused: u8,
+    num_queues: u16,
+    max_discard_sectors: u32,
+    max_discard_seg: u32,
+    discard_sector_alignment: u32,
+    max_write_zeroes_sectors: u32,
+    max_write_zeroes_seg: u32,
+    write_zeroes_may_unmap: u8,
+    unused1: [u8; 7],
+}
+
+const _: () = {
+    use std::mem::offset_of;
+    use virtio_bindings::virtio_blk::virtio_blk_config as Spec;
+    assert!(offset_of!(BlockConfig, seg_max) == offset_of!(Spec, seg_max));
+    assert!(offset_of!(BlockConfig, blk_size) == offset_of!(Spec, blk_size));
+    assert!(offset_of!(BlockConfig, num_queues) == offset_of!(Spec, num_queues));
+    assert!(offset_of!(BlockConfig, max_discard_sectors) == offset_of!(Spec, max_discard_sectors));
+    assert!(
+        offset_of!(BlockConfig, discard_sector_alignment)
+            == offset_of!(Spec, discard_sector_alignment)
+    );
+    assert!(
+        offset_of!(BlockConfig, max_write_zeroes_seg) == offset_of!(Spec, max_write_zeroes_seg)
+    );
+    assert!(
+        offset_of!(BlockConfig, write_zeroes_may_unmap) == offset_of!(Spec, write_zeroes_may_unmap)
+    );
+};
 
 /// How to build a block device.
 pub struct BlockOptions {
@@ -52,8 +99,7 @@ pub struct Block {
     disk: Arc<dyn DiskBackend>,
     serial: [u8; ID_BYTES],
     queues: u16,
-    config: [u8; CONFIG_LEN],
-    worker: Option<Worker>,
+    config: BlockConfig,
 }
 
 impl Block {
@@ -64,28 +110,26 @@ impl Block {
             let n = id.len().min(ID_BYTES);
             serial[..n].copy_from_slice(&id.as_bytes()[..n]);
         }
-        let mut config = [0u8; CONFIG_LEN];
-        let mut put = |offset: usize, bytes: &[u8]| {
-            config[offset..offset + bytes.len()].copy_from_slice(bytes)
-        };
-        put(0, &(disk.size() / SECTOR_SIZE).to_le_bytes());
-        put(12, &u32::from(QUEUE_SIZE - 2).to_le_bytes());
-        put(20, &(SECTOR_SIZE as u32).to_le_bytes());
-        put(34, &queues.to_le_bytes());
-        put(36, &MAX_RANGE_SECTORS.to_le_bytes());
-        put(40, &1u32.to_le_bytes());
         let alignment = (disk.discard_alignment() / SECTOR_SIZE).max(1) as u32;
-        put(44, &alignment.to_le_bytes());
-        put(48, &MAX_RANGE_SECTORS.to_le_bytes());
-        put(52, &1u32.to_le_bytes());
-        put(56, &[1]);
+        let config = BlockConfig {
+            capacity: (disk.size() / SECTOR_SIZE).to_le(),
+            seg_max: u32::from(QUEUE_SIZE - 2).to_le(),
+            blk_size: (SECTOR_SIZE as u32).to_le(),
+            num_queues: queues.to_le(),
+            max_discard_sectors: LIMITS.max_discard_sectors.to_le(),
+            max_discard_seg: LIMITS.max_discard_segments.to_le(),
+            discard_sector_alignment: alignment.to_le(),
+            max_write_zeroes_sectors: LIMITS.max_write_zeroes_sectors.to_le(),
+            max_write_zeroes_seg: LIMITS.max_write_zeroes_segments.to_le(),
+            write_zeroes_may_unmap: 1,
+            ..BlockConfig::default()
+        };
         Self {
             name: "virtio-blk".into(),
             disk,
             serial,
             queues,
             config,
-            worker: None,
         }
     }
 }
@@ -121,46 +165,30 @@ impl VirtioDevice for Block {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        super::read_config_bytes(&self.config, offset, data);
+        super::read_config_struct(&self.config, offset, data);
     }
 
-    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
+    fn activate(&mut self, activation: Activation) -> Result<Service, ActivateError> {
         let Activation {
             memory,
             queues,
             interrupt,
             ..
         } = activation;
-        if queues.first().map(|q| q.index) != Some(0) {
-            return Err(ActivateError::MissingQueue(0));
-        }
-        let (doorbells, mut queues) = super::split_queues(queues);
         let disk = self.disk.clone();
         let serial = self.serial;
-        let limits = LIMITS;
         let mut buffer = Vec::new();
-        let worker = Worker::spawn("virtio-blk", doorbells, move |slot| {
-            let Some((index, queue)) = queues.get_mut(slot) else {
-                return true;
-            };
+        Service::per_queue(queues, move |index, queue| {
             let mut ctx = RequestContext {
                 disk: disk.as_ref(),
                 serial: &serial,
-                limits: &limits,
+                limits: &LIMITS,
                 buffer: &mut buffer,
             };
-            serve_queue(queue, *index, &memory, &interrupt, |chain| {
+            serve_queue(queue, index, &memory, &interrupt, |chain| {
                 execute(chain, &memory, &mut ctx)
             })
-        })?;
-        self.worker = Some(worker);
-        Ok(())
-    }
-
-    fn reset(&mut self) {
-        if let Some(mut worker) = self.worker.take() {
-            worker.stop();
-        }
+        })
     }
 }
 

@@ -5,37 +5,65 @@
 
 use crate::block::DiskBackend;
 use crate::virtio::chain::{Chain, ChainError, Segment, SegmentCursor};
+use virtio_bindings::virtio_blk as blk;
 use vm_memory::{Address, Bytes, GuestMemoryMmap};
 
+/// The unit of virtio-blk sector numbers (the spec fixes it; `virtio-bindings` does not name it).
 pub const SECTOR_SIZE: u64 = 512;
 /// The serial number GET_ID returns is at most this long.
-pub const ID_BYTES: usize = 20;
+pub const ID_BYTES: usize = blk::VIRTIO_BLK_ID_BYTES as usize;
 /// Bytes moved between disk and guest per step, bounding the bounce buffer.
 const CHUNK: usize = 1 << 20;
 /// The most data one read may return: data and status byte must fit the used ring's 32-bit
 /// length.
 const MAX_READ_LEN: u64 = u32::MAX as u64 - 1;
 
-/// Request types.
+/// Request types, from `virtio-bindings`.
 pub mod kind {
-    pub const IN: u32 = 0;
-    pub const OUT: u32 = 1;
-    pub const FLUSH: u32 = 4;
-    pub const GET_ID: u32 = 8;
-    pub const DISCARD: u32 = 11;
-    pub const WRITE_ZEROES: u32 = 13;
+    use virtio_bindings::virtio_blk as blk;
+    pub const IN: u32 = blk::VIRTIO_BLK_T_IN;
+    pub const OUT: u32 = blk::VIRTIO_BLK_T_OUT;
+    pub const FLUSH: u32 = blk::VIRTIO_BLK_T_FLUSH;
+    pub const GET_ID: u32 = blk::VIRTIO_BLK_T_GET_ID;
+    pub const DISCARD: u32 = blk::VIRTIO_BLK_T_DISCARD;
+    pub const WRITE_ZEROES: u32 = blk::VIRTIO_BLK_T_WRITE_ZEROES;
 }
 
-/// Status codes.
+/// Status codes, from `virtio-bindings` (the status is one byte).
 pub mod status {
-    pub const OK: u8 = 0;
-    pub const IOERR: u8 = 1;
-    pub const UNSUPP: u8 = 2;
+    use virtio_bindings::virtio_blk as blk;
+    pub const OK: u8 = blk::VIRTIO_BLK_S_OK as u8;
+    pub const IOERR: u8 = blk::VIRTIO_BLK_S_IOERR as u8;
+    pub const UNSUPP: u8 = blk::VIRTIO_BLK_S_UNSUPP as u8;
 }
 
-const HEADER_LEN: usize = 16;
-const RANGE_SEGMENT_LEN: u64 = 16;
-const RANGE_FLAG_UNMAP: u32 = 1;
+/// The request header every chain starts with (virtio 1.2, 5.2.6), little-endian.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RequestHeader {
+    kind: u32,
+    reserved: u32,
+    sector: u64,
+}
+
+/// One discard or write-zeroes range, little-endian.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RangeSegment {
+    sector: u64,
+    num_sectors: u32,
+    flags: u32,
+}
+
+const HEADER_LEN: usize = std::mem::size_of::<RequestHeader>();
+const RANGE_SEGMENT_LEN: u64 = std::mem::size_of::<RangeSegment>() as u64;
+const _: () = {
+    assert!(HEADER_LEN == std::mem::size_of::<blk::virtio_blk_outhdr>());
+    assert!(
+        RANGE_SEGMENT_LEN as usize == std::mem::size_of::<blk::virtio_blk_discard_write_zeroes>()
+    );
+};
+const RANGE_FLAG_UNMAP: u32 = blk::VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
 
 /// What a request may do to the disk.
 pub struct Limits {
@@ -111,10 +139,8 @@ fn run(body: &[Segment], memory: &GuestMemoryMmap, ctx: &mut RequestContext) -> 
             return (status::IOERR, 0);
         }
     }
-    let request = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    let mut sector_bytes = [0u8; 8];
-    sector_bytes.copy_from_slice(&header[8..16]);
-    let sector = u64::from_le_bytes(sector_bytes);
+    let header: RequestHeader = bytemuck::pod_read_unaligned(&header);
+    let (request, sector) = (u32::from_le(header.kind), u64::from_le(header.sector));
     let output_len: u64 = writable.iter().map(|s| u64::from(s.len)).sum();
     let mut output = SegmentCursor::new(writable);
 
@@ -292,11 +318,10 @@ fn ranges(
         if let Err(e) = input.read(memory, &mut raw) {
             return fail(&format!("range list: {e}"));
         }
-        let mut sector = [0u8; 8];
-        sector.copy_from_slice(&raw[..8]);
-        let sector = u64::from_le_bytes(sector);
-        let sectors = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
-        let flags = u32::from_le_bytes([raw[12], raw[13], raw[14], raw[15]]);
+        let range: RangeSegment = bytemuck::pod_read_unaligned(&raw);
+        let sector = u64::from_le(range.sector);
+        let sectors = u32::from_le(range.num_sectors);
+        let flags = u32::from_le(range.flags);
         let unknown_flags = if discard {
             flags
         } else {

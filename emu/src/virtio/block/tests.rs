@@ -753,3 +753,57 @@ fn host_write_error_is_ioerr() {
     let _ = std::process::Command::new("umount").arg(&dir).status();
     let _ = std::fs::remove_dir(&dir);
 }
+
+/// A disk that holds nothing; the test counts who holds it.
+struct NullDisk;
+
+impl crate::block::DiskBackend for NullDisk {
+    fn size(&self) -> u64 {
+        MIB
+    }
+    fn read_only(&self) -> bool {
+        false
+    }
+    fn read_at(&self, buf: &mut [u8], _offset: u64) -> std::io::Result<()> {
+        buf.fill(0);
+        Ok(())
+    }
+    fn write_at(&self, _buf: &[u8], _offset: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn discard(&self, _offset: u64, _len: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write_zeroes(&self, _offset: u64, _len: u64, _may_unmap: bool) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reset stops the worker and drops everything the activation gave it: the queues and its
+/// share of the disk. A second activation starts afresh.
+#[test]
+fn reset_leaves_no_worker_and_no_queues_behind() {
+    let disk: std::sync::Arc<dyn crate::block::DiskBackend> = std::sync::Arc::new(NullDisk);
+    let h = Harness::new(64 * MIB);
+    let device = super::Block::new(
+        disk.clone(),
+        super::BlockOptions {
+            queues: 2,
+            serial: None,
+        },
+    );
+    let address = h.add_virtio(Box::new(device)).unwrap();
+    assert_eq!(std::sync::Arc::strong_count(&disk), 2, "test and device");
+    let mut d = driver(&h, address);
+    assert_eq!(write(&mut d, 1, &[0x5a; 512]), blk_status::OK);
+    assert_eq!(std::sync::Arc::strong_count(&disk), 3, "and the worker");
+    d.reset();
+    assert_eq!(std::sync::Arc::strong_count(&disk), 2, "the worker is gone");
+    let mut d = driver(&h, address);
+    assert_eq!(read(&mut d, 1, 512).0, blk_status::OK);
+    d.reset();
+    assert_eq!(std::sync::Arc::strong_count(&disk), 2);
+}

@@ -8,8 +8,9 @@ pub mod state;
 
 use super::chain::SegmentCursor;
 use super::queue_service::serve_queue;
-use super::worker::Worker;
-use super::{device_type, features, ActivateError, Activation, VirtioDevice, VirtioInterrupt};
+use super::{
+    device_type, features, ActivateError, Activation, Service, VirtioDevice, VirtioInterrupt,
+};
 use crate::scanout::SharedSink;
 use protocol::{EVENT_DISPLAY, F_EDID};
 use state::GpuState;
@@ -42,6 +43,22 @@ impl Default for GpuOptions {
         }
     }
 }
+
+/// The virtio-gpu config space (virtio 1.2, 5.7.4), little-endian.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GpuConfig {
+    events_read: u32,
+    /// Write-only: the driver writes the event bits it handled.
+    events_clear: u32,
+    num_scanouts: u32,
+    num_capsets: u32,
+}
+
+const _: () = assert!(
+    std::mem::size_of::<GpuConfig>()
+        == std::mem::size_of::<virtio_bindings::virtio_gpu::virtio_gpu_config>()
+);
 
 struct Shared {
     state: Mutex<GpuState>,
@@ -80,7 +97,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A virtio-gpu device.
 pub struct Gpu {
     shared: Arc<Shared>,
-    worker: Option<Worker>,
 }
 
 impl Gpu {
@@ -98,7 +114,6 @@ impl Gpu {
         (
             Self {
                 shared: shared.clone(),
-                worker: None,
             },
             GpuHandle { shared },
         )
@@ -122,24 +137,26 @@ impl VirtioDevice for Gpu {
         features::RING_INDIRECT_DESC | features::RING_EVENT_IDX | F_EDID
     }
 
-    /// events_read, events_clear, num_scanouts, num_capsets.
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let state = lock(&self.shared.state);
-        let mut config = [0u8; 16];
-        config[0..4].copy_from_slice(&state.events_read.to_le_bytes());
-        config[8..12].copy_from_slice(&(state.scanout_count() as u32).to_le_bytes());
-        super::read_config_bytes(&config, offset, data);
+        let config = GpuConfig {
+            events_read: state.events_read.to_le(),
+            events_clear: 0,
+            num_scanouts: (state.scanout_count() as u32).to_le(),
+            num_capsets: 0,
+        };
+        super::read_config_struct(&config, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, data: &[u8]) {
         // events_clear: clear the bits written.
-        if offset == 4 && data.len() == 4 {
+        if offset == std::mem::offset_of!(GpuConfig, events_clear) as u64 && data.len() == 4 {
             let clear = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
             lock(&self.shared.state).events_read &= !clear;
         }
     }
 
-    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
+    fn activate(&mut self, activation: Activation) -> Result<Service, ActivateError> {
         let Activation {
             memory,
             queues,
@@ -154,14 +171,9 @@ impl VirtioDevice for Gpu {
         if lock(&self.shared.state).events_read & EVENT_DISPLAY != 0 {
             interrupt.signal_config();
         }
-        let (doorbells, mut queues) = super::split_queues(queues);
         let shared = self.shared.clone();
         let mut command = Vec::new();
-        let worker = Worker::spawn("virtio-gpu", doorbells, move |slot| {
-            let Some((index, queue)) = queues.get_mut(slot) else {
-                return true;
-            };
-            let index = *index;
+        Service::per_queue(queues, move |index, queue| {
             serve_queue(queue, index, &memory, &interrupt, |chain| {
                 let readable = chain.readable();
                 let writable = chain.writable();
@@ -184,15 +196,11 @@ impl VirtioDevice for Gpu {
                     .unwrap_or(0);
                 Ok(written as u32)
             })
-        })?;
-        self.worker = Some(worker);
-        Ok(())
+        })
     }
 
+    /// The worker is gone: no more config interrupts to a driver that reset the device.
     fn reset(&mut self) {
-        if let Some(mut worker) = self.worker.take() {
-            worker.stop();
-        }
         *lock(&self.shared.interrupt) = None;
     }
 }

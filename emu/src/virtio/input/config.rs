@@ -2,17 +2,35 @@
 //! `size` and the answer (name, IDs, property and event bitmaps, axis ranges).
 
 use super::evdev::*;
+use std::mem::offset_of;
+use virtio_bindings::virtio_input as bindings;
 
-const ID_NAME: u8 = 0x01;
-const ID_SERIAL: u8 = 0x02;
-const ID_DEVIDS: u8 = 0x03;
-const PROP_BITS: u8 = 0x10;
-const EV_BITS: u8 = 0x11;
-const ABS_INFO: u8 = 0x12;
+const ID_NAME: u8 = bindings::virtio_input_config_select_VIRTIO_INPUT_CFG_ID_NAME as u8;
+const ID_SERIAL: u8 = bindings::virtio_input_config_select_VIRTIO_INPUT_CFG_ID_SERIAL as u8;
+const ID_DEVIDS: u8 = bindings::virtio_input_config_select_VIRTIO_INPUT_CFG_ID_DEVIDS as u8;
+const PROP_BITS: u8 = bindings::virtio_input_config_select_VIRTIO_INPUT_CFG_PROP_BITS as u8;
+const EV_BITS: u8 = bindings::virtio_input_config_select_VIRTIO_INPUT_CFG_EV_BITS as u8;
+const ABS_INFO: u8 = bindings::virtio_input_config_select_VIRTIO_INPUT_CFG_ABS_INFO as u8;
 
-/// Offset of the answer in the config space.
-const DATA: usize = 8;
 const DATA_LEN: usize = 128;
+
+/// The virtio-input config space (virtio 1.2, 5.8.4): the driver's selection and the answer.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ConfigLayout {
+    select: u8,
+    subsel: u8,
+    size: u8,
+    reserved: [u8; 5],
+    data: [u8; DATA_LEN],
+}
+
+const _: () = {
+    use bindings::virtio_input_config as Spec;
+    assert!(std::mem::size_of::<ConfigLayout>() == std::mem::size_of::<Spec>());
+    assert!(offset_of!(ConfigLayout, size) == offset_of!(Spec, size));
+    assert!(offset_of!(ConfigLayout, data) == offset_of!(Spec, u));
+};
 
 /// What one input device says about itself.
 pub struct InputConfig {
@@ -109,25 +127,23 @@ impl InputConfig {
 
     pub fn read(&self, offset: u64, data: &mut [u8]) {
         let answer = self.answer();
-        for (i, byte) in data.iter_mut().enumerate() {
-            let at = offset as usize + i;
-            *byte = match at {
-                0 => self.select,
-                1 => self.subsel,
-                2 => answer.len().min(DATA_LEN) as u8,
-                _ if (DATA..DATA + DATA_LEN).contains(&at) => {
-                    answer.get(at - DATA).copied().unwrap_or(0)
-                }
-                _ => 0,
-            };
-        }
+        let mut layout = ConfigLayout {
+            select: self.select,
+            subsel: self.subsel,
+            size: answer.len().min(DATA_LEN) as u8,
+            reserved: [0; 5],
+            data: [0; DATA_LEN],
+        };
+        let len = answer.len().min(DATA_LEN);
+        layout.data[..len].copy_from_slice(&answer[..len]);
+        crate::virtio::read_config_struct(&layout, offset, data);
     }
 
     pub fn write(&mut self, offset: u64, data: &[u8]) {
         for (i, &value) in data.iter().enumerate() {
-            match offset as usize + i {
-                0 => self.select = value,
-                1 => self.subsel = value,
+            match usize::try_from(offset).ok().and_then(|o| o.checked_add(i)) {
+                Some(at) if at == offset_of!(ConfigLayout, select) => self.select = value,
+                Some(at) if at == offset_of!(ConfigLayout, subsel) => self.subsel = value,
                 _ => {}
             }
         }

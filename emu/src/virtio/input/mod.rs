@@ -5,8 +5,7 @@
 pub mod config;
 
 use super::queue_service::serve_queue;
-use super::worker::Worker;
-use super::{device_type, features, ActivateError, Activation, VirtioDevice};
+use super::{device_type, features, ActivateError, Activation, Service, VirtioDevice};
 use crate::virtio::chain::SegmentCursor;
 use config::InputConfig;
 use std::collections::VecDeque;
@@ -119,7 +118,6 @@ pub struct Input {
     config: InputConfig,
     name: &'static str,
     events: Arc<InputQueue>,
-    worker: Option<Worker>,
 }
 
 impl Input {
@@ -129,7 +127,6 @@ impl Input {
             config: InputConfig::keyboard(),
             name: "virtio-keyboard",
             events,
-            worker: None,
         }
     }
 
@@ -139,7 +136,6 @@ impl Input {
             config: InputConfig::tablet(),
             name: "virtio-tablet",
             events,
-            worker: None,
         }
     }
 }
@@ -169,7 +165,7 @@ impl VirtioDevice for Input {
         self.config.write(offset, data);
     }
 
-    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
+    fn activate(&mut self, activation: Activation) -> Result<Service, ActivateError> {
         let Activation {
             memory,
             queues,
@@ -194,7 +190,7 @@ impl VirtioDevice for Input {
         doorbells.push(self.events.wake.try_clone()?);
         let has_status = status_queue.is_some();
         let events = self.events.clone();
-        let worker = Worker::spawn(self.name, doorbells, move |slot| {
+        Ok(Service::new(doorbells, move |slot| {
             if slot == 1 && has_status && slot != host_slot {
                 // The status queue (LEDs): take and return the buffers.
                 if let Some(queue) = status_queue.as_mut() {
@@ -203,15 +199,7 @@ impl VirtioDevice for Input {
                 return true;
             }
             deliver(&mut event_queue, &memory, &interrupt, &events)
-        })?;
-        self.worker = Some(worker);
-        Ok(())
-    }
-
-    fn reset(&mut self) {
-        if let Some(mut worker) = self.worker.take() {
-            worker.stop();
-        }
+        }))
     }
 }
 

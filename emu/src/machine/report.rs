@@ -1,9 +1,35 @@
-//! What a running VM tells the outside: status changes, resets, shutdowns and failures, each
-//! with the time it happened, broadcast to every subscriber (the GUI, QMP clients).
+//! What a VM publishes about itself: its run status, its vCPU threads, and a broadcast of
+//! timed events (status changes, resets, shutdowns, failures). The machine writes it; the
+//! control plane and anyone else read it. It knows nothing of its readers.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
+
+/// The run status, with QMP's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmStatus {
+    /// Not started yet.
+    Prelaunch,
+    Running,
+    Paused,
+    /// Ended (powered off or quit).
+    Shutdown,
+    /// Stopped by a failure.
+    InternalError,
+}
+
+impl VmStatus {
+    pub fn qmp_name(self) -> &'static str {
+        match self {
+            Self::Prelaunch => "prelaunch",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Shutdown => "shutdown",
+            Self::InternalError => "internal-error",
+        }
+    }
+}
 
 /// Something that happened to the VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +113,57 @@ impl EventBus {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|s| s.send(timed.clone()).is_ok());
+    }
+}
+
+/// The VM's published state. The machine updates it; readers subscribe or query.
+pub struct VmReport {
+    status: Mutex<VmStatus>,
+    events: EventBus,
+    vcpu_threads: Mutex<Vec<Option<i32>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl VmReport {
+    /// A VM of `cpus` vCPUs that has not started.
+    pub fn new(cpus: u8) -> Self {
+        Self {
+            status: Mutex::new(VmStatus::Prelaunch),
+            events: EventBus::default(),
+            vcpu_threads: Mutex::new(vec![None; usize::from(cpus)]),
+        }
+    }
+
+    pub fn status(&self) -> VmStatus {
+        *lock(&self.status)
+    }
+
+    pub(crate) fn set_status(&self, status: VmStatus) {
+        *lock(&self.status) = status;
+    }
+
+    /// Sends `event` to every subscriber.
+    pub fn emit(&self, event: VmEvent) {
+        self.events.emit(event);
+    }
+
+    /// Every event from now on.
+    pub fn subscribe(&self) -> Receiver<TimedEvent> {
+        self.events.subscribe()
+    }
+
+    /// The host thread of each vCPU (None before the first boot started it).
+    pub fn vcpu_threads(&self) -> Vec<Option<i32>> {
+        lock(&self.vcpu_threads).clone()
+    }
+
+    pub(crate) fn set_vcpu_thread(&self, index: usize, thread_id: i32) {
+        if let Some(slot) = lock(&self.vcpu_threads).get_mut(index) {
+            *slot = Some(thread_id);
+        }
     }
 }
 
