@@ -4,7 +4,8 @@
 //! only that.
 
 use emu::scanout::{CursorImage, PixelFormat, Rect, ScanoutSink, Surface};
-use std::sync::{Arc, Mutex, MutexGuard};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 /// The guest's screen as last flushed.
 pub struct Mirror {
@@ -51,18 +52,19 @@ impl Frames {
 
     /// Called after each guest update (the window asks egui to repaint).
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
-        *lock(&self.waker) = Some(Box::new(waker));
+        *self.waker.lock() = Some(Box::new(waker));
     }
 
     fn wake(&self) {
-        if let Some(waker) = lock(&self.waker).as_ref() {
+        if let Some(waker) = self.waker.lock().as_ref() {
             waker();
         }
     }
 
     /// The guest screen's size, if it has a mode.
     pub fn size(&self) -> Option<(u32, u32)> {
-        lock(&self.state)
+        self.state
+            .lock()
             .mirror
             .as_ref()
             .map(|m| (m.width, m.height))
@@ -70,13 +72,13 @@ impl Frames {
 
     /// Guest updates seen so far.
     pub fn frame_count(&self) -> u64 {
-        lock(&self.state).frames
+        self.state.lock().frames
     }
 
     /// Hands the changes since the last call to `apply` (under the lock, so the pixels do not
     /// move), then forgets them.
     pub fn take_changes<R>(&self, apply: impl FnOnce(Changes) -> R) -> R {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         let dirty = state.dirty.take();
         let cursor_changed = std::mem::take(&mut state.cursor_changed);
         let state = &*state;
@@ -90,14 +92,10 @@ impl Frames {
 
     /// A copy of the screen as RGBA (for screenshots of what the window shows).
     pub fn rgba(&self) -> Option<(u32, u32, Vec<u8>)> {
-        let state = lock(&self.state);
+        let state = self.state.lock();
         let m = state.mirror.as_ref()?;
         Some((m.width, m.height, m.format.to_rgba(&m.pixels)))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn union(a: Option<Rect>, b: Rect) -> Rect {
@@ -121,7 +119,7 @@ impl ScanoutSink for FrameSink {
         if index != 0 {
             return;
         }
-        let mut state = lock(&self.0.state);
+        let mut state = self.0.state.lock();
         match mode {
             Some((width, height, format)) => {
                 let same = state
@@ -151,7 +149,7 @@ impl ScanoutSink for FrameSink {
         if index != 0 {
             return;
         }
-        let mut state = lock(&self.0.state);
+        let mut state = self.0.state.lock();
         let Some(mirror) = state.mirror.as_mut() else {
             return;
         };
@@ -177,7 +175,7 @@ impl ScanoutSink for FrameSink {
         if index != 0 {
             return;
         }
-        let mut state = lock(&self.0.state);
+        let mut state = self.0.state.lock();
         state.cursor = image.cloned();
         state.cursor_changed = true;
         drop(state);
@@ -188,7 +186,7 @@ impl ScanoutSink for FrameSink {
         if index != 0 {
             return;
         }
-        lock(&self.0.state).cursor_position = (x, y);
+        self.0.state.lock().cursor_position = (x, y);
         self.0.wake();
     }
 }

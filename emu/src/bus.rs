@@ -4,8 +4,9 @@
 //! from the start of its range, so the same device model can sit at any base address. Accesses
 //! that hit no device read as all ones and are dropped on write, as on real hardware.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 /// A device that answers reads and writes on a bus.
 ///
@@ -54,7 +55,7 @@ impl Bus {
             .checked_add(len)
             .filter(|_| len > 0)
             .ok_or(BusError::InvalidRange { base, len })?;
-        let mut ranges = self.ranges.write().unwrap_or_else(|e| e.into_inner());
+        let mut ranges = self.ranges.write();
         if let Some((&other, entry)) = ranges.range(..end).next_back() {
             if other + entry.len > base {
                 return Err(BusError::Overlap { base, len, other });
@@ -66,12 +67,12 @@ impl Bus {
 
     /// Removes the device mapped at exactly `base`, returning it.
     pub fn remove(&self, base: u64) -> Option<SharedDevice> {
-        let mut ranges = self.ranges.write().unwrap_or_else(|e| e.into_inner());
+        let mut ranges = self.ranges.write();
         ranges.remove(&base).map(|e| e.device)
     }
 
     fn resolve(&self, addr: u64, width: usize) -> Option<(u64, SharedDevice)> {
-        let ranges = self.ranges.read().unwrap_or_else(|e| e.into_inner());
+        let ranges = self.ranges.read();
         let (&base, entry) = ranges.range(..=addr).next_back()?;
         let offset = addr - base;
         // The whole access must fall inside the device's range.
@@ -85,10 +86,7 @@ impl Bus {
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.resolve(addr, data.len()) {
             Some((offset, device)) => {
-                device
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .read(offset, data);
+                device.lock().read(offset, data);
                 true
             }
             None => {
@@ -102,10 +100,7 @@ impl Bus {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.resolve(addr, data.len()) {
             Some((offset, device)) => {
-                device
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .write(offset, data);
+                device.lock().write(offset, data);
                 true
             }
             None => false,
@@ -159,7 +154,7 @@ mod tests {
         assert!(bus.read(0x3fa, &mut data));
         assert_eq!(data[0], 0x12);
         assert!(bus.write(0x3ff, &[7]));
-        assert_eq!(dev.lock().unwrap().last_write, Some((7, vec![7])));
+        assert_eq!(dev.lock().last_write, Some((7, vec![7])));
     }
 
     #[test]

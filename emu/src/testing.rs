@@ -5,7 +5,7 @@
 
 use crate::devices::{PowerRequest, PowerSink};
 use crate::interrupt::InterruptLine;
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 /// An interrupt line that records every level it is driven to, in order.
 #[derive(Default)]
@@ -15,24 +15,24 @@ pub(crate) struct RecordingLine {
 
 impl InterruptLine for RecordingLine {
     fn set_level(&self, high: bool) {
-        self.levels.lock().unwrap().push(high);
+        self.levels.lock().push(high);
     }
 }
 
 impl RecordingLine {
     /// Every level the line was driven to, oldest first.
     pub(crate) fn levels(&self) -> Vec<bool> {
-        self.levels.lock().unwrap().clone()
+        self.levels.lock().clone()
     }
 
     /// The line's current level: the last one driven, low if it was never driven.
     pub(crate) fn high(&self) -> bool {
-        self.levels.lock().unwrap().last().copied().unwrap_or(false)
+        self.levels.lock().last().copied().unwrap_or(false)
     }
 
     /// How many times the line went from low to high (starting low).
     pub(crate) fn rising_edges(&self) -> usize {
-        let levels = self.levels.lock().unwrap();
+        let levels = self.levels.lock();
         let mut prev = false;
         let mut n = 0;
         for &l in levels.iter() {
@@ -46,12 +46,12 @@ impl RecordingLine {
 
     /// How many times the line was driven high, edge or not (one per pulse).
     pub(crate) fn rises(&self) -> u64 {
-        self.levels.lock().unwrap().iter().filter(|&&l| l).count() as u64
+        self.levels.lock().iter().filter(|&&l| l).count() as u64
     }
 
     /// Forgets the recorded levels; the line then reads low.
     pub(crate) fn clear(&self) {
-        self.levels.lock().unwrap().clear();
+        self.levels.lock().clear();
     }
 }
 
@@ -63,13 +63,13 @@ pub(crate) struct RecordingPower {
 
 impl PowerSink for RecordingPower {
     fn request(&self, request: PowerRequest) {
-        self.requests.lock().unwrap().push(request);
+        self.requests.lock().push(request);
     }
 }
 
 impl RecordingPower {
     /// Every request received, oldest first.
     pub(crate) fn requests(&self) -> Vec<PowerRequest> {
-        self.requests.lock().unwrap().clone()
+        self.requests.lock().clone()
     }
 }

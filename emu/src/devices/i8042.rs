@@ -25,8 +25,9 @@
 //!   what the guest should read (set 1 while the command byte's translate bit is on, which is the
 //!   default, as PC firmware leaves it).
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::{PowerRequest, PowerSink};
 use crate::bus::{write_le, BusDevice};
@@ -419,7 +420,7 @@ impl BusDevice for I8042Port {
         if data.is_empty() {
             return;
         }
-        let mut dev = self.dev.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dev = self.dev.lock();
         let value = match self.kind {
             PortKind::Data => dev.read_data(),
             PortKind::Command => dev.status(),
@@ -431,7 +432,7 @@ impl BusDevice for I8042Port {
         let Some(&value) = data.first() else {
             return;
         };
-        let mut dev = self.dev.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dev = self.dev.lock();
         match self.kind {
             PortKind::Data => dev.write_data(value),
             PortKind::Command => dev.write_command(value),
@@ -587,7 +588,7 @@ mod tests {
         /// With the keyboard interface disabled, keyboard bytes wait in the keyboard.
         fn push_and_drain_nothing_when_disabled(&mut self) {
             self.command(CMD_KBD_DISABLE);
-            self.dev.lock().unwrap().push_scancode(0x1e);
+            self.dev.lock().push_scancode(0x1e);
             assert_eq!(self.status() & STR_OBF, 0);
             self.command(CMD_KBD_ENABLE);
             assert_eq!(self.drain(), [0x1e]);
@@ -599,8 +600,8 @@ mod tests {
         let mut r = Rig::new();
         assert_eq!(r.status() & STR_OBF, 0);
         assert!(!r.line.high());
-        r.dev.lock().unwrap().push_scancode(0x1e);
-        r.dev.lock().unwrap().push_scancode(0x9e);
+        r.dev.lock().push_scancode(0x1e);
+        r.dev.lock().push_scancode(0x9e);
         assert_eq!(r.status() & (STR_OBF | STR_AUXDATA), STR_OBF);
         assert!(r.line.high());
         assert_eq!(r.read(), 0x1e);
@@ -662,7 +663,7 @@ mod tests {
         r.command(0x00);
         r.command(0xc8);
         for _ in 0..(KEYBOARD_QUEUE_LIMIT + 10) {
-            r.dev.lock().unwrap().push_scancode(0x1e);
+            r.dev.lock().push_scancode(0x1e);
         }
         assert_eq!(r.drain().len(), KEYBOARD_QUEUE_LIMIT + 1);
     }

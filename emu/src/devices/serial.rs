@@ -487,7 +487,8 @@ impl BusDevice for Serial {
 mod tests {
     use super::*;
     use crate::testing::RecordingLine;
-    use std::sync::{Arc, Mutex};
+    use parking_lot::Mutex;
+    use std::sync::Arc;
 
     /// A writer whose bytes the test can read back.
     #[derive(Clone, Default)]
@@ -495,7 +496,7 @@ mod tests {
 
     impl Write for SharedOutput {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            self.0.lock().extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -546,7 +547,7 @@ mod tests {
             assert_ne!(rd(&mut s, LSR) & LSR_THRE, 0);
             wr(&mut s, RBR_THR_DLL, b);
         }
-        assert_eq!(out.0.lock().unwrap().as_slice(), b"hello\n");
+        assert_eq!(out.0.lock().as_slice(), b"hello\n");
         // No interrupts enabled: the line never rose.
         assert!(!line.high());
         assert_eq!(rd(&mut s, LSR) & (LSR_THRE | LSR_TEMT), LSR_THRE | LSR_TEMT);
@@ -674,10 +675,7 @@ mod tests {
         assert_eq!(rd(&mut s, MSR) & 0xf0, MSR_DCD | MSR_CTS);
         wr(&mut s, IER_DLM, IER_ERBFI);
         wr(&mut s, RBR_THR_DLL, 0x5a);
-        assert!(
-            out.0.lock().unwrap().is_empty(),
-            "loopback does not transmit"
-        );
+        assert!(out.0.lock().is_empty(), "loopback does not transmit");
         assert_ne!(rd(&mut s, LSR) & LSR_DR, 0);
         assert_eq!(rd(&mut s, IIR_FCR) & 0x0f, IIR_RDA);
         // OUT2 is forced inactive in loopback, so the IRQ stays gated off.

@@ -14,8 +14,9 @@ pub mod virtio;
 use crate::bus::Bus;
 use crate::doorbell::BusDoorbells;
 use crate::machine::pci_devices::{DeviceError, PciWiring};
+use parking_lot::Mutex;
 use recorders::{IntxRecorder, MsiRecorder};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Where the harness's allocator starts handing out guest memory (below is left for tests
@@ -75,7 +76,7 @@ impl Harness {
 
     /// Allocates `size` bytes of guest memory aligned to `align` (zeroed).
     pub fn alloc(&self, size: u64, align: u64) -> GuestAddress {
-        let mut next = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = self.next_free.lock();
         let base = next.next_multiple_of(align.max(1));
         *next = base + size;
         let zeros = vec![0u8; size as usize];

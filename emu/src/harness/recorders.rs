@@ -2,8 +2,9 @@
 //! INTx levels are recorded so tests can wait for them.
 
 use crate::interrupt::{InterruptLine, MsiController, MsiMessage, MsiVector, SharedLine};
+use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Records every MSI message sent, in order, and how many were sent with each data value.
@@ -26,8 +27,8 @@ struct Sent {
 }
 
 impl MsiRecorder {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Sent> {
-        self.log.sent.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Sent> {
+        self.log.sent.lock()
     }
 
     /// Every message sent so far.
@@ -52,12 +53,7 @@ impl MsiRecorder {
             if now >= deadline {
                 return false;
             }
-            sent = self
-                .log
-                .changed
-                .wait_timeout(sent, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            self.log.changed.wait_for(&mut sent, deadline - now);
         }
     }
 }
@@ -85,12 +81,12 @@ struct RecordedVector {
 
 impl MsiVector for RecordedVector {
     fn configure(&self, message: MsiMessage) {
-        *self.message.lock().unwrap_or_else(|e| e.into_inner()) = message;
+        *self.message.lock() = message;
     }
 
     fn trigger(&self) {
-        let message = *self.message.lock().unwrap_or_else(|e| e.into_inner());
-        let mut sent = self.log.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let message = *self.message.lock();
+        let mut sent = self.log.sent.lock();
         sent.messages.push(message);
         *sent.counts.entry(message.data).or_default() += 1;
         drop(sent);
@@ -115,12 +111,7 @@ impl IntxRecorder {
 
     /// Whether `gsi` is high now.
     pub fn level(&self, gsi: u32) -> bool {
-        self.levels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&gsi)
-            .copied()
-            .unwrap_or(false)
+        self.levels.lock().get(&gsi).copied().unwrap_or(false)
     }
 }
 
@@ -131,9 +122,6 @@ struct RecordedLine {
 
 impl InterruptLine for RecordedLine {
     fn set_level(&self, high: bool) {
-        self.levels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(self.gsi, high);
+        self.levels.lock().insert(self.gsi, high);
     }
 }

@@ -9,8 +9,9 @@ use kvm_bindings::{
     KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
 };
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use vmm_sys_util::eventfd::EventFd;
 
 /// IOAPIC inputs; GSIs from here on are free for MSI.
@@ -50,7 +51,7 @@ impl KvmMsiController {
 
 impl GsiRoutes {
     fn set_route(&self, gsi: u32, message: MsiMessage) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         if state.msi_routes.get(&gsi) == Some(&message) {
             return;
         }
@@ -113,7 +114,7 @@ impl MsiController for KvmMsiController {
         let mut vectors = Vec::with_capacity(count);
         for _ in 0..count {
             let gsi = {
-                let mut state = routes.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut state = routes.state.lock();
                 if state.next_gsi >= MAX_ROUTES {
                     return Err(MsiError::TooManyRoutes { max: MAX_ROUTES });
                 }

@@ -5,9 +5,10 @@
 //! with `EINTR`. A kick can land just before a thread enters the guest and be lost, so the
 //! machine repeats it until every thread has acknowledged (parked or exited).
 
+use parking_lot::{Condvar, Mutex};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, Once};
+use std::sync::Once;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,11 +39,11 @@ impl Default for RunControl {
 
 impl RunControl {
     pub fn state(&self) -> RunState {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+        *self.state.lock()
     }
 
     pub fn set_state(&self, state: RunState) {
-        let mut current = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.state.lock();
         // Stopping is final.
         if *current != RunState::Stopping {
             *current = state;
@@ -53,11 +54,11 @@ impl RunControl {
     /// Called by a vCPU thread before entering the guest. Parks while paused; returns false when
     /// the thread should exit.
     pub fn checkpoint(&self) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         if *state == RunState::Paused {
             self.parked.fetch_add(1, Ordering::SeqCst);
             while *state == RunState::Paused {
-                state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                self.changed.wait(&mut state);
             }
             self.parked.fetch_sub(1, Ordering::SeqCst);
         }

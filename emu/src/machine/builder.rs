@@ -21,8 +21,9 @@ use crate::memory::{self, MemoryError};
 use crate::virtio::gpu::{Gpu, GpuHandle, GpuOptions};
 use crate::virtio::input::Input;
 use kvm_ioctls::VcpuFd;
+use parking_lot::Mutex;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use vm_memory::GuestMemoryMmap;
 
 /// Why a machine could not be built. Each names the problem in words a user can act on.

@@ -1,8 +1,9 @@
 //! The host end of the guest's serial console: where its output goes. Input is fed through
 //! [`super::VmHandle`].
 
+use parking_lot::Mutex;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A writer shared by every boot of a VM (the serial device is rebuilt on reboot; the host end
 /// stays).
@@ -27,12 +28,12 @@ impl ConsoleOutput {
 
 impl Write for ConsoleOutput {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut w = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.0.lock();
         w.write_all(buf)?;
         w.flush()?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
+        self.0.lock().flush()
     }
 }

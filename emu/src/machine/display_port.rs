@@ -6,7 +6,8 @@
 use crate::scanout::SharedSink;
 use crate::virtio::gpu::GpuHandle;
 use crate::virtio::input::{InputEvent, InputQueue};
-use std::sync::{Arc, Mutex, MutexGuard};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 /// Cheap to clone; every clone talks to the same display.
 #[derive(Clone)]
@@ -20,10 +21,6 @@ struct Inner {
     sink: Mutex<Option<SharedSink>>,
     size: Mutex<(u32, u32)>,
     gpu: Mutex<Option<GpuHandle>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl DisplayPort {
@@ -41,11 +38,11 @@ impl DisplayPort {
 
     /// Shows scanouts on `sink` from the next boot on (set it before starting the VM).
     pub fn set_sink(&self, sink: SharedSink) {
-        *lock(&self.inner.sink) = Some(sink);
+        *self.inner.sink.lock() = Some(sink);
     }
 
     pub(crate) fn sink(&self) -> Option<SharedSink> {
-        lock(&self.inner.sink).clone()
+        self.inner.sink.lock().clone()
     }
 
     pub(crate) fn keyboard_queue(&self) -> Arc<InputQueue> {
@@ -57,12 +54,12 @@ impl DisplayPort {
     }
 
     pub(crate) fn size(&self) -> (u32, u32) {
-        *lock(&self.inner.size)
+        *self.inner.size.lock()
     }
 
     /// The machine built a new GPU (a boot); None while between boots.
     pub(crate) fn set_gpu(&self, gpu: Option<GpuHandle>) {
-        *lock(&self.inner.gpu) = gpu;
+        *self.inner.gpu.lock() = gpu;
     }
 
     /// Keyboard events (evdev key codes), ending with a sync.
@@ -77,14 +74,14 @@ impl DisplayPort {
 
     /// The window is now `width` x `height`: the guest is offered that mode.
     pub fn set_display_size(&self, width: u32, height: u32) {
-        *lock(&self.inner.size) = (width, height);
-        if let Some(gpu) = lock(&self.inner.gpu).as_ref() {
+        *self.inner.size.lock() = (width, height);
+        if let Some(gpu) = self.inner.gpu.lock().as_ref() {
             gpu.set_display_size(0, width, height);
         }
     }
 
     /// The guest's screen now: width, height, RGBA pixels. None before the guest set a mode.
     pub fn snapshot(&self) -> Option<(u32, u32, Vec<u8>)> {
-        lock(&self.inner.gpu).as_ref()?.snapshot(0)
+        self.inner.gpu.lock().as_ref()?.snapshot(0)
     }
 }

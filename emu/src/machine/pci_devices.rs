@@ -13,8 +13,9 @@ use crate::virtio::block::{Block, BlockOptions};
 use crate::virtio::pci::{TransportError, VirtioPciDevice};
 use crate::virtio::rng::Rng;
 use crate::virtio::VirtioDevice;
+use parking_lot::Mutex;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use vm_memory::GuestMemoryMmap;
 
 /// Why a device could not be added.

@@ -2,8 +2,8 @@
 //! timed events (status changes, resets, shutdowns, failures). The machine writes it; the
 //! control plane and anyone else read it. It knows nothing of its readers.
 
+use parking_lot::Mutex;
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 /// The run status, with QMP's names.
@@ -96,10 +96,7 @@ impl EventBus {
     /// A new subscription: every event from now on.
     pub fn subscribe(&self) -> Receiver<TimedEvent> {
         let (sender, receiver) = channel();
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(sender);
+        self.subscribers.lock().push(sender);
         receiver
     }
 
@@ -111,7 +108,6 @@ impl EventBus {
         };
         self.subscribers
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .retain(|s| s.send(timed.clone()).is_ok());
     }
 }
@@ -121,10 +117,6 @@ pub struct VmReport {
     status: Mutex<VmStatus>,
     events: EventBus,
     vcpu_threads: Mutex<Vec<Option<i32>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl VmReport {
@@ -138,11 +130,11 @@ impl VmReport {
     }
 
     pub fn status(&self) -> VmStatus {
-        *lock(&self.status)
+        *self.status.lock()
     }
 
     pub(crate) fn set_status(&self, status: VmStatus) {
-        *lock(&self.status) = status;
+        *self.status.lock() = status;
     }
 
     /// Sends `event` to every subscriber.
@@ -157,11 +149,11 @@ impl VmReport {
 
     /// The host thread of each vCPU (None before the first boot started it).
     pub fn vcpu_threads(&self) -> Vec<Option<i32>> {
-        lock(&self.vcpu_threads).clone()
+        self.vcpu_threads.lock().clone()
     }
 
     pub(crate) fn set_vcpu_thread(&self, index: usize, thread_id: i32) {
-        if let Some(slot) = lock(&self.vcpu_threads).get_mut(index) {
+        if let Some(slot) = self.vcpu_threads.lock().get_mut(index) {
             *slot = Some(thread_id);
         }
     }
@@ -181,6 +173,6 @@ mod tests {
         bus.emit(VmEvent::Resume);
         assert_eq!(a.try_recv().unwrap().event, VmEvent::Stop);
         assert_eq!(a.try_recv().unwrap().event, VmEvent::Resume);
-        assert_eq!(bus.subscribers.lock().unwrap().len(), 1);
+        assert_eq!(bus.subscribers.lock().len(), 1);
     }
 }

@@ -97,7 +97,7 @@ impl Machine {
             }
         }
         if let Some(pit) = &self.pit {
-            pit.lock().unwrap_or_else(|e| e.into_inner()).stop();
+            pit.lock().stop();
         }
         on_state(RunState::Stopping);
         let mut figures = self.figures();
@@ -145,10 +145,7 @@ impl Machine {
                 MachineEvent::Stop(reason) => return RunOutcome::Stopped(reason),
                 MachineEvent::PowerButton => {
                     log::info!("pressing the ACPI power button");
-                    self.acpi_pm
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .press_power_button();
+                    self.acpi_pm.lock().press_power_button();
                 }
                 MachineEvent::Pause(ack) => {
                     let result = if *paused {

@@ -11,8 +11,9 @@ use crate::config::{RebootAction, VmConfig};
 use crate::devices::serial::Serial;
 use crate::hypervisor::emulation::RecoveryStats;
 use crate::hypervisor::run_control::RunState;
+use parking_lot::Mutex;
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 type SerialSlot = Arc<Mutex<Option<Arc<Mutex<Serial>>>>>;
 
@@ -128,7 +129,7 @@ impl Vm {
             if let Some(reason) = self.pending_events(&mut start_paused) {
                 return Ok(VmExit::Stopped(reason));
             }
-            *lock(&self.serial) = Some(machine.serial.clone());
+            *self.serial.lock() = Some(machine.serial.clone());
             self.stats.boots += 1;
             let state = self.state.clone();
             let report = self.report.clone();
@@ -139,7 +140,7 @@ impl Vm {
                 &self.report,
                 start_paused,
                 &move |s| {
-                    *lock(&state) = Some(s);
+                    *state.lock() = Some(s);
                     match s {
                         RunState::Running => report.set_status(VmStatus::Running),
                         RunState::Paused => report.set_status(VmStatus::Paused),
@@ -147,8 +148,8 @@ impl Vm {
                     }
                 },
             );
-            *lock(&self.serial) = None;
-            *lock(&self.state) = None;
+            *self.serial.lock() = None;
+            *self.state.lock() = None;
             if let Some(port) = &self.display {
                 port.set_gpu(None);
             }
@@ -260,10 +261,6 @@ fn display_port(config: &VmConfig) -> Option<DisplayPort> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Controls a running [`Vm`] from any thread.
 #[derive(Clone)]
 pub struct VmHandle {
@@ -308,14 +305,14 @@ impl VmHandle {
     }
     /// Whether the vCPUs run, are paused, or the VM is between boots (`None`).
     pub fn run_state(&self) -> Option<RunState> {
-        *lock(&self.state)
+        *self.state.lock()
     }
     /// Types `bytes` into the guest's serial console. Returns false when no machine is running
     /// (between reboots), in which case the input is dropped.
     pub fn serial_input(&self, bytes: &[u8]) -> bool {
-        match lock(&self.serial).as_ref() {
+        match self.serial.lock().as_ref() {
             Some(serial) => {
-                lock(serial).enqueue_input(bytes);
+                serial.lock().enqueue_input(bytes);
                 true
             }
             None => false,
@@ -323,9 +320,9 @@ impl VmHandle {
     }
     /// Sends a break condition on the serial line (magic SysRq on Linux guests).
     pub fn serial_break(&self) -> bool {
-        match lock(&self.serial).as_ref() {
+        match self.serial.lock().as_ref() {
             Some(serial) => {
-                lock(serial).send_break();
+                serial.lock().send_break();
                 true
             }
             None => false,

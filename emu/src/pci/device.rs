@@ -3,7 +3,8 @@
 
 use super::config_space::ConfigSpace;
 use crate::interrupt::SharedLine;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 /// A PCI function on the root bus.
 pub trait PciDevice: Send {

@@ -214,7 +214,7 @@ impl Msix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use parking_lot::Mutex;
 
     #[derive(Default)]
     struct Recorder {
@@ -224,11 +224,11 @@ mod tests {
 
     impl MsiVector for Recorder {
         fn configure(&self, message: MsiMessage) {
-            *self.message.lock().unwrap() = message;
+            *self.message.lock() = message;
         }
         fn trigger(&self) {
-            let message = *self.message.lock().unwrap();
-            self.sent.lock().unwrap().push(message);
+            let message = *self.message.lock();
+            self.sent.lock().push(message);
         }
     }
 
@@ -254,7 +254,7 @@ mod tests {
         let (mut msix, rec) = msix(2);
         program(&mut msix, 0, 0x41, false);
         assert!(!msix.notify(0));
-        assert!(rec[0].sent.lock().unwrap().is_empty());
+        assert!(rec[0].sent.lock().is_empty());
     }
 
     #[test]
@@ -263,7 +263,7 @@ mod tests {
         msix.set_control(CONTROL_ENABLE);
         program(&mut msix, 1, 0x42, false);
         assert!(msix.notify(1));
-        let sent = rec[1].sent.lock().unwrap().clone();
+        let sent = rec[1].sent.lock().clone();
         assert_eq!(
             sent,
             vec![MsiMessage {
@@ -279,12 +279,12 @@ mod tests {
         msix.set_control(CONTROL_ENABLE);
         program(&mut msix, 0, 0x43, true);
         assert!(msix.notify(0));
-        assert!(rec[0].sent.lock().unwrap().is_empty());
+        assert!(rec[0].sent.lock().is_empty());
         let mut pba = [0u8; 8];
         msix.read_pba(0, &mut pba);
         assert_eq!(pba[0], 1);
         msix.write_table(12, &0u32.to_le_bytes());
-        assert_eq!(rec[0].sent.lock().unwrap().len(), 1);
+        assert_eq!(rec[0].sent.lock().len(), 1);
         msix.read_pba(0, &mut pba);
         assert_eq!(pba[0], 0);
     }
@@ -295,9 +295,9 @@ mod tests {
         msix.set_control(CONTROL_ENABLE | CONTROL_FUNCTION_MASK);
         program(&mut msix, 0, 0x44, false);
         msix.notify(0);
-        assert!(rec[0].sent.lock().unwrap().is_empty());
+        assert!(rec[0].sent.lock().is_empty());
         msix.set_control(CONTROL_ENABLE);
-        assert_eq!(rec[0].sent.lock().unwrap().len(), 1);
+        assert_eq!(rec[0].sent.lock().len(), 1);
     }
 
     #[test]

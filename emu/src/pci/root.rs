@@ -10,8 +10,9 @@ use crate::arch::x86_64::layout;
 use crate::arch::x86_64::pci_acpi::intx_gsi;
 use crate::bus::{Bus, BusDevice, BusError, SharedDevice};
 use crate::interrupt::SharedLine;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 
 /// Slots on the root bus.
 pub const SLOTS: u8 = 32;
@@ -86,23 +87,19 @@ impl PciRoot {
     }
 
     fn lock(&self) -> MutexGuard<'_, RootState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// Plugs `device` into the lowest free slot: assigns its BARs, enables decoding as firmware
     /// would, maps the BARs and wires its interrupt pin.
     pub fn add_device(&self, device: SharedPciDevice) -> Result<PciAddress, PciError> {
         let mut state = self.lock();
-        let name = device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .name()
-            .to_string();
+        let name = device.lock().name().to_string();
         let slot = (1..SLOTS)
             .find(|s| !state.slots.contains_key(s))
             .ok_or_else(|| PciError::NoSlot(name.clone()))?;
         {
-            let mut dev = device.lock().unwrap_or_else(|e| e.into_inner());
+            let mut dev = device.lock();
             let bars: Vec<_> = dev.config().bars().collect();
             let mut command = 0;
             for bar in bars {
@@ -160,18 +157,9 @@ impl PciRoot {
         let mut slot = state.slots.remove(&address.device)?;
         for (bar, (kind, base)) in std::mem::take(&mut slot.mapped) {
             self.bus_for(kind).remove(base);
-            slot.device
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .bar_mapped(bar, None);
+            slot.device.lock().bar_mapped(bar, None);
         }
-        let bars: Vec<_> = slot
-            .device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .config()
-            .bars()
-            .collect();
+        let bars: Vec<_> = slot.device.lock().config().bars().collect();
         for bar in bars {
             match bar.kind {
                 BarKind::Io => state.io_space.release(bar.address),
@@ -186,11 +174,7 @@ impl PciRoot {
     pub fn config_read(&self, address: PciAddress, offset: usize, data: &mut [u8]) {
         let state = self.lock();
         match Self::find(&state, address) {
-            Some(slot) => slot
-                .device
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .config_read(offset, data),
+            Some(slot) => slot.device.lock().config_read(offset, data),
             None => data.fill(0xff),
         }
     }
@@ -205,7 +189,7 @@ impl PciRoot {
             return;
         };
         {
-            let mut device = slot.device.lock().unwrap_or_else(|e| e.into_inner());
+            let mut device = slot.device.lock();
             device.config_mut().write(offset, data);
             device.config_written(offset, data.len());
         }
@@ -224,7 +208,7 @@ impl PciRoot {
     /// Makes the bus mappings of `slot` match what its config space decodes now.
     fn update_mappings(&self, slot: &mut Slot) {
         let (wanted, name): (BTreeMap<usize, (BarKind, u64, u64)>, String) = {
-            let device = slot.device.lock().unwrap_or_else(|e| e.into_inner());
+            let device = slot.device.lock();
             let config = device.config();
             let wanted = config
                 .bars()
@@ -242,10 +226,7 @@ impl PciRoot {
         for bar in stale {
             if let Some((kind, base)) = slot.mapped.remove(&bar) {
                 self.bus_for(kind).remove(base);
-                slot.device
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .bar_mapped(bar, None);
+                slot.device.lock().bar_mapped(bar, None);
             }
         }
         for (bar, (kind, base, size)) in wanted {
@@ -259,10 +240,7 @@ impl PciRoot {
             match self.bus_for(kind).insert(region, base, size) {
                 Ok(()) => {
                     slot.mapped.insert(bar, (kind, base));
-                    slot.device
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .bar_mapped(bar, Some(base));
+                    slot.device.lock().bar_mapped(bar, Some(base));
                 }
                 Err(e) => log::warn!("{name}: BAR {bar} not mapped: {e}"),
             }
@@ -300,17 +278,11 @@ struct BarRegion {
 
 impl BusDevice for BarRegion {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        self.device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .bar_read(self.bar, offset, data);
+        self.device.lock().bar_read(self.bar, offset, data);
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        self.device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .bar_write(self.bar, offset, data);
+        self.device.lock().bar_write(self.bar, offset, data);
     }
 }
 
@@ -400,10 +372,7 @@ impl ConfigPorts {
 impl BusDevice for ConfigPorts {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         if let Some(reset) = self.reset_port(offset, data.len()) {
-            reset
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .read(0, data);
+            reset.lock().read(0, data);
             return;
         }
         match offset {
@@ -424,10 +393,7 @@ impl BusDevice for ConfigPorts {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         if let Some(reset) = self.reset_port(offset, data.len()) {
-            reset
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .write(0, data);
+            reset.lock().write(0, data);
             return;
         }
         match offset {
@@ -520,10 +486,10 @@ mod tests {
         let mut byte = [0u8];
         ports.read(1, &mut byte);
         assert_eq!(byte, [0x5a]);
-        assert_eq!(reset.lock().unwrap().0, vec![0x06]);
+        assert_eq!(reset.lock().0, vec![0x06]);
         // A dword write at 0xcf8 is the PCI address register, not the reset register.
         ports.write(0, &0x8000_0000u32.to_le_bytes());
-        assert_eq!(reset.lock().unwrap().0.len(), 1);
+        assert_eq!(reset.lock().0.len(), 1);
         let mut id = [0u8; 4];
         ports.read(4, &mut id);
         assert_eq!(
@@ -577,8 +543,8 @@ mod tests {
         let first = dummy();
         let address = root.add_device(first.clone()).unwrap();
         assert_eq!(address.device, 1);
-        let mmio_base = first.lock().unwrap().0.bar(0).unwrap().address;
-        let io_base = first.lock().unwrap().0.bar(1).unwrap().address;
+        let mmio_base = first.lock().0.bar(0).unwrap().address;
+        let io_base = first.lock().0.bar(1).unwrap().address;
         let mut data = [0u8; 1];
         assert!(mmio.read(mmio_base + 0x10, &mut data));
         assert_eq!(data, [0x10]);
@@ -587,19 +553,10 @@ mod tests {
         assert!(root.remove_device(address).is_some());
         assert!(!mmio.read(mmio_base, &mut data));
         assert!(!pio.read(io_base, &mut data));
-        assert_eq!(
-            first
-                .lock()
-                .unwrap()
-                .1
-                .iter()
-                .filter(|a| a.is_none())
-                .count(),
-            2
-        );
+        assert_eq!(first.lock().1.iter().filter(|a| a.is_none()).count(), 2);
         let second = dummy();
         assert_eq!(root.add_device(second.clone()).unwrap(), address);
-        assert_eq!(second.lock().unwrap().0.bar(0).unwrap().address, mmio_base);
+        assert_eq!(second.lock().0.bar(0).unwrap().address, mmio_base);
         // The host bridge cannot be removed.
         assert!(root
             .remove_device(PciAddress {

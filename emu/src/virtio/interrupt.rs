@@ -5,8 +5,9 @@
 use super::status;
 use crate::interrupt::SharedLine;
 use crate::pci::msix::{Msix, NO_VECTOR};
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// ISR status bits (virtio 1.2, 4.1.4.5); `virtio-bindings` has no PCI transport header.
 const ISR_QUEUE: u8 = 1;
@@ -80,7 +81,7 @@ impl VirtioInterrupt {
     }
 
     fn signal(&self, vector: u16, isr_bit: u8) {
-        let mut msix = self.msix.lock().unwrap_or_else(|e| e.into_inner());
+        let mut msix = self.msix.lock();
         if msix.enabled() {
             // With MSI-X on, NO_VECTOR means the driver wants no interrupt for this source.
             if vector != NO_VECTOR {
@@ -103,7 +104,7 @@ impl VirtioInterrupt {
     fn update_intx(&self) {
         let asserted =
             self.isr.load(Ordering::Acquire) != 0 && !self.intx_disabled.load(Ordering::Acquire);
-        if let Some(line) = self.intx.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(line) = self.intx.lock().as_ref() {
             line.set_level(asserted);
         }
     }
@@ -113,7 +114,7 @@ impl VirtioInterrupt {
     }
 
     pub fn attach_intx(&self, line: SharedLine) {
-        *self.intx.lock().unwrap_or_else(|e| e.into_inner()) = Some(line);
+        *self.intx.lock() = Some(line);
     }
 
     pub fn set_intx_disabled(&self, disabled: bool) {
@@ -143,12 +144,7 @@ impl VirtioInterrupt {
 
     /// Whether `vector` exists in the MSI-X table (the transport answers NO_VECTOR otherwise).
     pub fn vector_exists(&self, vector: u16) -> bool {
-        usize::from(vector)
-            < self
-                .msix
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .vector_count()
+        usize::from(vector) < self.msix.lock().vector_count()
     }
 
     /// Device reset: vectors back to none, ISR cleared, INTx low.

@@ -11,8 +11,9 @@ use crate::interrupt::{MsiController, SharedLine};
 use crate::pci::config_space::{self, BarKind, ConfigSpace, PciHeader, CAP_ID_MSIX, CAP_ID_VENDOR};
 use crate::pci::msix::{Msix, NO_VECTOR};
 use crate::pci::PciDevice;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -590,10 +591,7 @@ impl PciDevice for VirtioPciDevice {
         let touches = |start: usize, end: usize| offset < end && offset + len > start;
         if touches(self.msix_cap + 2, self.msix_cap + 4) {
             let control = self.config.u16_at(self.msix_cap + 2);
-            self.msix
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .set_control(control);
+            self.msix.lock().set_control(control);
         }
         if touches(config_space::COMMAND, config_space::COMMAND + 2) {
             self.interrupt
@@ -624,16 +622,12 @@ impl PciDevice for VirtioPciDevice {
             o if (DEVICE_OFFSET..DEVICE_OFFSET + DEVICE_LEN).contains(&o) => {
                 self.device.read_config(o - DEVICE_OFFSET, data)
             }
-            o if (MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET).contains(&o) => self
-                .msix
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .read_table(o - MSIX_TABLE_OFFSET, data),
-            o if (MSIX_PBA_OFFSET..BAR_SIZE).contains(&o) => self
-                .msix
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .read_pba(o - MSIX_PBA_OFFSET, data),
+            o if (MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET).contains(&o) => {
+                self.msix.lock().read_table(o - MSIX_TABLE_OFFSET, data)
+            }
+            o if (MSIX_PBA_OFFSET..BAR_SIZE).contains(&o) => {
+                self.msix.lock().read_pba(o - MSIX_PBA_OFFSET, data)
+            }
             _ => data.fill(0),
         }
     }
@@ -661,11 +655,9 @@ impl PciDevice for VirtioPciDevice {
                     ),
                 }
             }
-            o if (MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET).contains(&o) => self
-                .msix
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .write_table(o - MSIX_TABLE_OFFSET, data),
+            o if (MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET).contains(&o) => {
+                self.msix.lock().write_table(o - MSIX_TABLE_OFFSET, data)
+            }
             _ => log::debug!("{}: ignored write at BAR offset {offset:#x}", self.name),
         }
     }

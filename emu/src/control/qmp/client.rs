@@ -7,13 +7,14 @@ use super::framing::Splitter;
 use super::server::Shared;
 use super::session::{class, error, event_json, Session};
 use crate::control::TimedEvent;
+use parking_lot::Mutex;
 use serde_json::Value;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A client that does not take a reply or event within this long is disconnected.
@@ -52,10 +53,6 @@ impl Outbox {
     }
 }
 
-fn lock(outbox: &Mutex<Outbox>) -> MutexGuard<'_, Outbox> {
-    outbox.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Serves one client until it leaves, misbehaves, idles through negotiation, or the server
 /// stops.
 pub(super) fn serve(stream: UnixStream, shared: &Arc<Shared>) {
@@ -72,7 +69,7 @@ pub(super) fn serve(stream: UnixStream, shared: &Arc<Shared>) {
         events: (shared.subscribe)(),
         negotiated: false,
     }));
-    if lock(&outbox).reply(&Session::greeting(), false).is_err() {
+    if outbox.lock().reply(&Session::greeting(), false).is_err() {
         return;
     }
     let closed = Arc::new(AtomicBool::new(false));
@@ -97,7 +94,9 @@ pub(super) fn serve(stream: UnixStream, shared: &Arc<Shared>) {
                 "no capabilities negotiation within {} s; closing the connection",
                 shared.negotiation_timeout.as_secs_f32()
             );
-            let _ = lock(&outbox).reply(&error(None, class::GENERIC, &desc), false);
+            let _ = outbox
+                .lock()
+                .reply(&error(None, class::GENERIC, &desc), false);
             break;
         }
         if !readable(reader.as_raw_fd()) {
@@ -109,7 +108,7 @@ pub(super) fn serve(stream: UnixStream, shared: &Arc<Shared>) {
         };
         for frame in splitter.feed(&buf[..n]) {
             let reply = session.handle(frame, shared.target.as_ref());
-            if lock(&outbox).reply(&reply, session.negotiated()).is_err() {
+            if outbox.lock().reply(&reply, session.negotiated()).is_err() {
                 log::warn!("QMP client stopped reading; disconnecting it");
                 break 'serve;
             }
@@ -128,7 +127,7 @@ fn forward_events(outbox: &Mutex<Outbox>, closed: &AtomicBool, shared: &Shared) 
         // server stops, and the final events must still go out.
         if shared.stop.load(Ordering::Acquire) {
             // Deliver what is queued (the final SHUTDOWN), then close the connection.
-            let mut outbox = lock(outbox);
+            let mut outbox = outbox.lock();
             let _ = outbox.flush_events();
             closed.store(true, Ordering::Release);
             let _ = outbox.stream.shutdown(std::net::Shutdown::Both);
@@ -137,7 +136,7 @@ fn forward_events(outbox: &Mutex<Outbox>, closed: &AtomicBool, shared: &Shared) 
         if closed.load(Ordering::Acquire) {
             return;
         }
-        if lock(outbox).flush_events().is_err() {
+        if outbox.lock().flush_events().is_err() {
             closed.store(true, Ordering::Release);
             return;
         }

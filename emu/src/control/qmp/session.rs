@@ -432,7 +432,7 @@ pub fn event_json(event: &TimedEvent) -> Value {
 mod tests {
     use super::*;
     use crate::control::ShutdownReason;
-    use std::sync::Mutex;
+    use parking_lot::Mutex;
     use std::time::{Duration, SystemTime};
 
     #[derive(Default)]
@@ -445,21 +445,21 @@ mod tests {
             VmStatus::Paused
         }
         fn pause(&self) -> Result<(), String> {
-            self.calls.lock().unwrap().push("pause");
+            self.calls.lock().push("pause");
             Ok(())
         }
         fn resume(&self) -> Result<(), String> {
-            self.calls.lock().unwrap().push("resume");
+            self.calls.lock().push("resume");
             Err("the VM has ended".into())
         }
         fn reset(&self) {
-            self.calls.lock().unwrap().push("reset");
+            self.calls.lock().push("reset");
         }
         fn power_down(&self) {
-            self.calls.lock().unwrap().push("power_down");
+            self.calls.lock().push("power_down");
         }
         fn quit(&self) {
-            self.calls.lock().unwrap().push("quit");
+            self.calls.lock().push("quit");
         }
         fn cpus(&self) -> Vec<CpuInfo> {
             vec![CpuInfo {
@@ -478,14 +478,11 @@ mod tests {
             }]
         }
         fn screendump(&self, path: &Path, format: ImageFormat) -> Result<(), String> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(if format == ImageFormat::Png {
-                    "png"
-                } else {
-                    "ppm"
-                });
+            self.calls.lock().push(if format == ImageFormat::Png {
+                "png"
+            } else {
+                "ppm"
+            });
             if path.starts_with("/nonexistent") {
                 return Err("cannot create it".into());
             }
@@ -525,7 +522,7 @@ mod tests {
         let reply = send(&mut session, &fake, r#"{"execute":"stop","id":7}"#);
         assert_eq!(error_class(&reply), class::COMMAND_NOT_FOUND);
         assert_eq!(reply["id"], json!(7));
-        assert!(fake.calls.lock().unwrap().is_empty());
+        assert!(fake.calls.lock().is_empty());
         assert!(!session.negotiated());
         let reply = send(
             &mut session,
@@ -559,14 +556,14 @@ mod tests {
                 &format!(r#"{{"execute":"{command}","id":{{"n":[1,"x"]}}}}"#),
             );
             assert_eq!(reply, json!({"return": {}, "id": {"n": [1, "x"]}}));
-            assert_eq!(fake.calls.lock().unwrap().last(), Some(&call));
+            assert_eq!(fake.calls.lock().last(), Some(&call));
         }
         // A pause or resume that fails is a GenericError with the VM's reason.
         let failed = send(&mut session, &fake, r#"{"execute":"cont","id":3}"#);
         assert_eq!(error_class(&failed), class::GENERIC);
         assert_eq!(failed["error"]["desc"], json!("the VM has ended"));
         assert_eq!(failed["id"], json!(3));
-        assert_eq!(fake.calls.lock().unwrap().last(), Some(&"resume"));
+        assert_eq!(fake.calls.lock().last(), Some(&"resume"));
         let status = send(&mut session, &fake, r#"{"execute":"query-status"}"#);
         assert_eq!(
             status["return"],
@@ -633,10 +630,7 @@ mod tests {
         assert_eq!(error_class(&too_long), class::GENERIC);
         let stray = session.handle(Frame::Unbalanced, &fake);
         assert_eq!(error_class(&stray), class::GENERIC);
-        assert!(
-            fake.calls.lock().unwrap().is_empty(),
-            "no bad input reached the VM"
-        );
+        assert!(fake.calls.lock().is_empty(), "no bad input reached the VM");
     }
 
     #[test]
@@ -661,7 +655,7 @@ mod tests {
             let desc = reply["error"]["desc"].as_str().unwrap();
             assert!(desc.contains("duplicate key"), "{text}: {desc}");
         }
-        assert!(fake.calls.lock().unwrap().is_empty(), "nothing ran");
+        assert!(fake.calls.lock().is_empty(), "nothing ran");
     }
 
     #[test]
@@ -679,7 +673,7 @@ mod tests {
             r#"{"execute":"screendump","arguments":{"filename":"/tmp/a.ppm","device":"gpu0","head":0}}"#,
         );
         assert_eq!(ok, json!({"return": {}}));
-        assert_eq!(*fake.calls.lock().unwrap(), vec!["png", "ppm"]);
+        assert_eq!(*fake.calls.lock(), vec!["png", "ppm"]);
         for (args, words) in [
             (r#"{}"#, "'filename' is missing"),
             (r#"{"filename": 5}"#, "expected: string"),

@@ -28,7 +28,8 @@
 //!
 //! `channel` models one counter; this file the device, port 0x61 and the timer thread.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -223,7 +224,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, PitState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 }
 
@@ -242,16 +243,12 @@ fn run_timer(shared: Arc<Shared>) {
             st = shared.lock();
             continue;
         }
-        st = match st.ch0_next {
-            None => shared.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
+        match st.ch0_next {
+            None => shared.wake.wait(&mut st),
             Some(deadline) => {
-                shared
-                    .wake
-                    .wait_timeout(st, deadline.saturating_sub(now))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
+                shared.wake.wait_for(&mut st, deadline.saturating_sub(now));
             }
-        };
+        }
     }
 }
 
@@ -268,7 +265,7 @@ impl Pit {
     /// so); [`Pit::try_new`] returns the error instead.
     pub fn new(irq0: SharedLine, slowdown: u32) -> Arc<Mutex<Pit>> {
         let pit = Self::with_clock(irq0, slowdown, Arc::new(RealClock::new()));
-        if let Err(e) = pit.lock().unwrap_or_else(|e| e.into_inner()).start() {
+        if let Err(e) = pit.lock().start() {
             log::error!("pit: cannot start the timer thread, IRQ 0 will not fire: {e}");
         }
         pit
@@ -277,7 +274,7 @@ impl Pit {
     /// As [`Pit::new`], failing if the timer thread cannot be started.
     pub fn try_new(irq0: SharedLine, slowdown: u32) -> std::io::Result<Arc<Mutex<Pit>>> {
         let pit = Self::with_clock(irq0, slowdown, Arc::new(RealClock::new()));
-        pit.lock().unwrap_or_else(|e| e.into_inner()).start()?;
+        pit.lock().start()?;
         Ok(pit)
     }
 
@@ -378,7 +375,7 @@ pub struct SpeakerPort {
 
 /// The port 0x61 device for `pit`. It does not keep the PIT (or its thread) alive.
 pub fn speaker_port(pit: &Arc<Mutex<Pit>>) -> SpeakerPort {
-    let pit = pit.lock().unwrap_or_else(|e| e.into_inner());
+    let pit = pit.lock();
     SpeakerPort {
         shared: pit.shared.clone(),
     }

@@ -11,7 +11,7 @@ struct FakeClock {
 
 impl Clock for FakeClock {
     fn now(&self) -> Duration {
-        *self.now.lock().unwrap()
+        *self.now.lock()
     }
 }
 
@@ -19,7 +19,7 @@ impl FakeClock {
     /// Advances by `ticks` ticks of a PIT slowed down `slowdown` times.
     fn advance_ticks(&self, ticks: u64, slowdown: u32) {
         let d = Timebase { slowdown }.duration(ticks);
-        *self.now.lock().unwrap() += d;
+        *self.now.lock() += d;
     }
 }
 
@@ -44,11 +44,11 @@ impl Rig {
         }
     }
     fn out(&self, port: u64, value: u8) {
-        self.pit.lock().unwrap().write(port, &[value]);
+        self.pit.lock().write(port, &[value]);
     }
     fn inb(&self, port: u64) -> u8 {
         let mut d = [0u8];
-        self.pit.lock().unwrap().read(port, &mut d);
+        self.pit.lock().read(port, &mut d);
         d[0]
     }
     fn read16(&self, port: u64) -> u16 {
@@ -67,7 +67,7 @@ impl Rig {
         d[0]
     }
     fn state(&self) -> Arc<Shared> {
-        self.pit.lock().unwrap().shared.clone()
+        self.pit.lock().shared.clone()
     }
 }
 
@@ -263,7 +263,7 @@ fn bcd_and_odd_accesses() {
     r.advance(7);
     let _ = r.latch_read(1);
     // Wide and empty accesses.
-    let mut pit = r.pit.lock().unwrap();
+    let mut pit = r.pit.lock();
     let mut wide = [0xaau8; 4];
     pit.read(3, &mut wide);
     assert_eq!(wide, [0xff, 0, 0, 0]);
@@ -283,10 +283,10 @@ fn bcd_and_odd_accesses() {
 fn thread_fires_at_slowed_rate() {
     let line = Arc::new(RecordingLine::default());
     let pit = Pit::try_new(line.clone(), 10).unwrap();
-    assert!(pit.lock().unwrap().is_running());
+    assert!(pit.lock().is_running());
     let started = Instant::now();
     {
-        let mut p = pit.lock().unwrap();
+        let mut p = pit.lock();
         // Mode 2, 1 ms programmed: 10 ms with the slowdown.
         p.write(PORT_MODE, &[0x34]);
         p.write(0, &[(1193 & 0xff) as u8]);
@@ -299,7 +299,7 @@ fn thread_fires_at_slowed_rate() {
     let most = elapsed.as_millis() as u64 / 10 + 2;
     assert!((3..=most).contains(&rises), "{rises} pulses in {elapsed:?}");
     // The thread counts a pulse just before it makes it.
-    let fired = pit.lock().unwrap().fired();
+    let fired = pit.lock().fired();
     assert!(
         fired == rises || fired == rises + 1,
         "{fired} fired, {rises} seen"
@@ -310,16 +310,16 @@ fn thread_fires_at_slowed_rate() {
 fn stop_and_drop_join_the_thread() {
     let line = Arc::new(RecordingLine::default());
     let pit = Pit::new(line.clone(), 1);
-    let shared = pit.lock().unwrap().shared.clone();
+    let shared = pit.lock().shared.clone();
     {
-        let mut p = pit.lock().unwrap();
+        let mut p = pit.lock();
         p.write(PORT_MODE, &[0x34]);
         p.write(0, &[0x00]);
         p.write(0, &[0x10]); // ~3.4 ms
     }
     std::thread::sleep(Duration::from_millis(20));
-    pit.lock().unwrap().stop();
-    assert!(!pit.lock().unwrap().is_running());
+    pit.lock().stop();
+    assert!(!pit.lock().is_running());
     assert_eq!(
         Arc::strong_count(&shared),
         2,
@@ -331,7 +331,7 @@ fn stop_and_drop_join_the_thread() {
     assert_eq!(line.rises(), rises, "no pulses after stop");
 
     // Restart, then drop: the thread ends with the PIT.
-    pit.lock().unwrap().start().unwrap();
+    pit.lock().start().unwrap();
     assert_eq!(Arc::strong_count(&shared), 3);
     let p61 = speaker_port(&pit);
     drop(pit);

@@ -12,9 +12,10 @@ use super::{
     device_type, features, ActivateError, Activation, Service, VirtioDevice, VirtioInterrupt,
 };
 use crate::scanout::SharedSink;
+use parking_lot::Mutex;
 use protocol::{EVENT_DISPLAY, F_EDID};
 use state::GpuState;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 const QUEUE_SIZE: u16 = 256;
 /// The largest command read from a chain (ATTACH_BACKING with the most entries fits).
@@ -76,9 +77,13 @@ impl GpuHandle {
     /// The window showing scanout `index` is now `width` x `height`: offer the guest that
     /// mode (a display-change event; the guest re-reads the display info).
     pub fn set_display_size(&self, index: usize, width: u32, height: u32) {
-        let changed = lock(&self.shared.state).set_display_size(index, width, height);
+        let changed = self
+            .shared
+            .state
+            .lock()
+            .set_display_size(index, width, height);
         if changed {
-            if let Some(interrupt) = lock(&self.shared.interrupt).as_ref() {
+            if let Some(interrupt) = self.shared.interrupt.lock().as_ref() {
                 interrupt.signal_config();
             }
         }
@@ -86,12 +91,8 @@ impl GpuHandle {
 
     /// What scanout `index` shows now: width, height and RGBA pixels.
     pub fn snapshot(&self, index: usize) -> Option<(u32, u32, Vec<u8>)> {
-        lock(&self.shared.state).snapshot(index)
+        self.shared.state.lock().snapshot(index)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A virtio-gpu device.
@@ -138,7 +139,7 @@ impl VirtioDevice for Gpu {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let state = lock(&self.shared.state);
+        let state = self.shared.state.lock();
         let config = GpuConfig {
             events_read: state.events_read.to_le(),
             events_clear: 0,
@@ -152,7 +153,7 @@ impl VirtioDevice for Gpu {
         // events_clear: clear the bits written.
         if offset == std::mem::offset_of!(GpuConfig, events_clear) as u64 && data.len() == 4 {
             let clear = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-            lock(&self.shared.state).events_read &= !clear;
+            self.shared.state.lock().events_read &= !clear;
         }
     }
 
@@ -166,9 +167,9 @@ impl VirtioDevice for Gpu {
         if queues.first().map(|q| q.index) != Some(0) {
             return Err(ActivateError::MissingQueue(0));
         }
-        *lock(&self.shared.interrupt) = Some(interrupt.clone());
+        *self.shared.interrupt.lock() = Some(interrupt.clone());
         // A display change the guest has not acknowledged yet: tell it again.
-        if lock(&self.shared.state).events_read & EVENT_DISPLAY != 0 {
+        if self.shared.state.lock().events_read & EVENT_DISPLAY != 0 {
             interrupt.signal_config();
         }
         let shared = self.shared.clone();
@@ -181,7 +182,7 @@ impl VirtioDevice for Gpu {
                 command.resize(len, 0);
                 let read = SegmentCursor::new(&readable).read(&memory, &mut command);
                 let response = {
-                    let mut state = lock(&shared.state);
+                    let mut state = shared.state.lock();
                     match read {
                         Ok(n) if index == 0 => state.handle_control(&command[..n], &memory),
                         Ok(n) => state.handle_cursor(&command[..n]),
@@ -201,7 +202,7 @@ impl VirtioDevice for Gpu {
 
     /// The worker is gone: no more config interrupts to a driver that reset the device.
     fn reset(&mut self) {
-        *lock(&self.shared.interrupt) = None;
+        *self.shared.interrupt.lock() = None;
     }
 }
 

@@ -6,7 +6,8 @@ use crate::harness::virtio::{msi_data, Buffer, VirtioDriver};
 use crate::harness::Harness;
 use crate::scanout::{CursorImage, PixelFormat, Rect, ScanoutSink, Surface};
 use crate::virtio::features;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 use vm_memory::GuestAddress;
 
@@ -27,7 +28,7 @@ struct RecordingSink(Mutex<Recorded>);
 
 impl ScanoutSink for RecordingSink {
     fn configure(&self, index: u32, mode: Option<(u32, u32, PixelFormat)>) {
-        self.0.lock().unwrap().modes.push((index, mode));
+        self.0.lock().modes.push((index, mode));
     }
     fn update(&self, index: u32, surface: &Surface, dirty: Rect) {
         // Keep the dirty rectangle's pixels.
@@ -36,13 +37,13 @@ impl ScanoutSink for RecordingSink {
             let start = ((y * surface.width + dirty.x) * 4) as usize;
             pixels.extend_from_slice(&surface.pixels[start..start + dirty.width as usize * 4]);
         }
-        self.0.lock().unwrap().updates.push((index, dirty, pixels));
+        self.0.lock().updates.push((index, dirty, pixels));
     }
     fn cursor_image(&self, _index: u32, image: Option<&CursorImage>) {
-        self.0.lock().unwrap().cursors.push(image.cloned());
+        self.0.lock().cursors.push(image.cloned());
     }
     fn cursor_position(&self, _index: u32, x: u32, y: u32) {
-        self.0.lock().unwrap().positions.push((x, y));
+        self.0.lock().positions.push((x, y));
     }
 }
 
@@ -207,7 +208,7 @@ fn a_frame_from_guest_memory_to_the_sink() {
         RESP_OK_NODATA
     );
     {
-        let rec = s.sink.0.lock().unwrap();
+        let rec = s.sink.0.lock();
         assert_eq!(
             rec.modes.last(),
             Some(&(0, Some((w, h, PixelFormat::Bgrx))))
@@ -241,7 +242,7 @@ fn a_frame_from_guest_memory_to_the_sink() {
         "no backing"
     );
     assert_eq!(ctrl(&mut d, CMD_RESOURCE_UNREF, &[7, 0]), RESP_OK_NODATA);
-    assert_eq!(s.sink.0.lock().unwrap().modes.last(), Some(&(0, None)));
+    assert_eq!(s.sink.0.lock().modes.last(), Some(&(0, None)));
     assert!(s.handle.snapshot(0).is_none());
 }
 
@@ -400,7 +401,7 @@ fn cursor_queue() {
         kind_of(&send(&mut d, 1, &bad_scanout)),
         RESP_ERR_INVALID_SCANOUT_ID
     );
-    let rec = s.sink.0.lock().unwrap();
+    let rec = s.sink.0.lock();
     let image = rec.cursors.last().unwrap().as_ref().unwrap();
     assert_eq!((image.width, image.hot_x, image.hot_y), (64, 3, 4));
     assert_eq!(&image.rgba[0..4], &[0x30, 0x20, 0x10, 0xff]);

@@ -8,8 +8,9 @@ use super::queue_service::serve_queue;
 use super::{device_type, features, ActivateError, Activation, Service, VirtioDevice};
 use crate::virtio::chain::SegmentCursor;
 use config::InputConfig;
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use virtio_queue::{QueueOwnedT, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -86,7 +87,7 @@ impl InputQueue {
 
     /// Queues `events` (a frame: end it with [`InputEvent::sync`]) for the guest.
     pub fn send(&self, events: &[InputEvent]) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.pending.lock();
         for event in events {
             if pending.len() >= MAX_PENDING {
                 pending.pop_front();
@@ -99,17 +100,11 @@ impl InputQueue {
     }
 
     fn pop(&self) -> Option<InputEvent> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
+        self.pending.lock().pop_front()
     }
 
     fn push_front(&self, event: InputEvent) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_front(event);
+        self.pending.lock().push_front(event);
     }
 }
 
