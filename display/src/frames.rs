@@ -9,9 +9,13 @@ use std::sync::Arc;
 
 /// The guest's screen as last flushed.
 pub struct Mirror {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// The guest's pixel layout, swizzled to RGBA by the renderer's shader.
     pub format: PixelFormat,
+    /// `width * height` pixels of 4 bytes, rows packed without padding.
     pub pixels: Vec<u8>,
 }
 
@@ -23,6 +27,7 @@ pub struct Changes<'a> {
     pub dirty: Option<Rect>,
     /// A new cursor image (Some(None): hidden).
     pub cursor_image: Option<Option<&'a CursorImage>>,
+    /// Where the pointer's hot spot is, in guest screen pixels.
     pub cursor_position: (u32, u32),
 }
 
@@ -46,6 +51,7 @@ pub struct Frames {
 }
 
 impl Frames {
+    /// An empty mirror (no mode set), shared between the GPU worker and the window.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }

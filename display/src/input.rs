@@ -142,7 +142,10 @@ pub struct InputTranslator {
 /// Guest events produced from one batch of host events.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Translated {
+    /// For the virtio keyboard: key events, each batch ended by a SYN_REPORT.
     pub keyboard: Vec<InputEvent>,
+    /// For the virtio tablet: absolute position and button events, each batch ended by a
+    /// SYN_REPORT.
     pub tablet: Vec<InputEvent>,
 }
 
@@ -212,6 +215,8 @@ impl InputTranslator {
         out.tablet.push(InputEvent::sync());
     }
 
+    /// A mouse button went down or up: a tablet BTN_* event, unless the button is already in
+    /// that state.
     pub fn button(&mut self, button: egui::PointerButton, pressed: bool, out: &mut Translated) {
         let (index, code) = match button {
             egui::PointerButton::Primary => (0, evdev::BTN_LEFT),

@@ -8,12 +8,16 @@ use crate::renderer::ScanoutRenderer;
 /// Why no headless GPU device could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum OffscreenError {
+    /// wgpu found no adapter, hardware or software.
     #[error("no wgpu adapter (install Mesa's Vulkan or GL drivers): {0}")]
     Adapter(String),
+    /// The adapter would not give a device.
     #[error("cannot open the GPU device: {0}")]
     Device(String),
+    /// Mapping the readback buffer failed.
     #[error("reading the rendered image back failed: {0}")]
     Readback(String),
+    /// There is nothing to render yet.
     #[error("the guest has not set a display mode")]
     NoScreen,
 }
@@ -23,12 +27,14 @@ pub struct Offscreen {
     device: wgpu::Device,
     queue: wgpu::Queue,
     renderer: ScanoutRenderer,
+    /// The wgpu adapter in use (for logs and test reports, e.g. "llvmpipe").
     pub adapter_name: String,
 }
 
 const TARGET: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
 
 impl Offscreen {
+    /// Opens a headless wgpu device (any adapter, software included) with a scanout renderer.
     pub fn new() -> Result<Self, OffscreenError> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());

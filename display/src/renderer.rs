@@ -47,6 +47,7 @@ pub struct ScanoutRenderer {
 }
 
 impl ScanoutRenderer {
+    /// Builds the pipeline that draws scanouts into targets of `target_format`.
     pub fn new(device: &wgpu::Device, target_format: wgpu::TextureFormat) -> Self {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("cove scanout shader"),

@@ -16,9 +16,13 @@ pub enum ScaleMode {
 /// An axis-aligned rectangle in floating-point units.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Area {
+    /// Left edge.
     pub x: f32,
+    /// Top edge.
     pub y: f32,
+    /// Width, never negative.
     pub width: f32,
+    /// Height, never negative.
     pub height: f32,
 }
 

@@ -25,6 +25,7 @@ pub struct DisplayView {
     id: u64,
     frames: Arc<Frames>,
     port: DisplayPort,
+    /// How the guest's screen is fitted into the widget; the user's choice.
     pub scale: ScaleMode,
     grabbed: bool,
     translator: InputTranslator,
@@ -62,6 +63,7 @@ impl DisplayView {
         }
     }
 
+    /// Whether the pointer and keyboard are grabbed (Ctrl+Alt+G toggles).
     pub fn grabbed(&self) -> bool {
         self.grabbed
     }
