@@ -110,7 +110,8 @@ pub fn copy_sparse(
     };
     let mut input = std::fs::File::open(source).map_err(|e| describe(source, e))?;
     let len = input.metadata().map_err(|e| describe(source, e))?.len();
-    let mut output = std::fs::File::create(target).map_err(|e| describe(target, e))?;
+    let mut output =
+        emu::control::secure_path::create_regular_file(target).map_err(|e| describe(target, e))?;
     output.set_len(len).map_err(|e| describe(target, e))?;
     let mut buf = vec![0u8; CHUNK];
     let mut offset = 0u64;

@@ -170,7 +170,8 @@ impl Library {
         let result = (|| {
             if let Some(size) = disk_size {
                 let disk = dir.join("disk0.img");
-                let file = std::fs::File::create(&disk).map_err(io(&disk))?;
+                let file =
+                    emu::control::secure_path::create_regular_file(&disk).map_err(io(&disk))?;
                 file.set_len(size).map_err(io(&disk))?;
                 config.disks.insert(0, DiskConfig::new(disk));
             }

@@ -78,7 +78,8 @@ pub fn take(
 }
 
 fn save_png(path: &Path, width: u32, height: u32, rgba: &[u8]) -> Result<(), String> {
-    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    // Mode 0600, never through a symlink, never blocking on a FIFO.
+    let file = emu::control::secure_path::create_regular_file(path).map_err(|e| e.to_string())?;
     let mut out = std::io::BufWriter::new(file);
     emu::control::screendump::write_png(&mut out, width, height, rgba)?;
     std::io::Write::flush(&mut out).map_err(|e| e.to_string())

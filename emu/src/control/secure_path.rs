@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 pub const PRIVATE_MODE: u32 = 0o600;
 const STICKY: u32 = 0o1000;
 
-/// Checks that no other user can replace or remove entries of `dir`: it is a directory, and
-/// if others (or a group that is not the caller's own) may write to it, it has the sticky bit
+/// Checks that no other user can replace or remove entries of `dir`: it is a directory owned
+/// by the caller or root, and if others (or a group that is not the caller's own) may write to it, it has the sticky bit
 /// (as `/tmp` does). The error says why a directory is refused.
 pub fn check_private_dir(dir: &Path) -> io::Result<()> {
     let meta = std::fs::metadata(dir).map_err(|e| {
@@ -30,6 +30,19 @@ pub fn check_private_dir(dir: &Path) -> io::Result<()> {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} is not a directory", dir.display()),
+        ));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing directory {}: it belongs to another user (uid {}), who could replace \
+                 or redirect what Cove puts there; use a directory of your own",
+                dir.display(),
+                meta.uid()
+            ),
         ));
     }
     let mode = meta.mode();
@@ -307,6 +320,24 @@ mod tests {
         check_private_dir(&shared).unwrap();
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
         check_private_dir(&shared).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_another_user_owns_is_refused() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("*** SKIPPED: giving a directory to another user needs root ***");
+            return;
+        }
+        let dir = scratch("foreign");
+        let theirs = dir.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let err = bind_unix_listener_private(&theirs.join("vm.sock")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("belongs to another user"), "{err}");
+        assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
