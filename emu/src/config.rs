@@ -416,7 +416,7 @@ impl<'de> Deserialize<'de> for MemorySize {
 /// A config file that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The text is not valid TOML or does not match the [`VmConfig`] schema (unknown keys included).
+    /// The text is not TOML or does not fit the [`VmConfig`] schema (unknown keys included).
     #[error("cannot parse VM config: {0}")]
     Parse(#[from] toml::de::Error),
     /// The config could not be written as TOML.

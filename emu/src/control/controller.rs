@@ -85,7 +85,7 @@ impl VmController {
         &self.config.name
     }
 
-    /// The run status (prelaunch, running, paused, shutdown, internal-error) `query-status` reports.
+    /// The run status as `query-status` reports it: prelaunch, running, paused, and so on.
     pub fn status(&self) -> VmStatus {
         self.report.status()
     }

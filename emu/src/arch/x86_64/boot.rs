@@ -102,7 +102,7 @@ pub enum BootError {
         /// The guest-memory or I/O error, as text.
         reason: String,
     },
-    /// The command line is longer than [`CMDLINE_MAX_SIZE`] bytes or `linux-loader` rejects its characters.
+    /// The command line is over [`CMDLINE_MAX_SIZE`] bytes or `linux-loader` rejects a character.
     #[error("kernel command line is too long (at most {max} bytes): {reason}")]
     Cmdline {
         /// The limit in bytes, [`CMDLINE_MAX_SIZE`].

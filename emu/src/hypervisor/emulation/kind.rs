@@ -20,7 +20,7 @@ pub enum RecoveredKind {
     Sfence,
     /// `mfence`: retired as is.
     Mfence,
-    /// `verw r/m16`: sets ZF by the selector's writability (used by the kernel's MDS buffer clearing).
+    /// `verw r/m16`: ZF by the selector's writability (the kernel's MDS buffer clearing).
     Verw,
     /// `clac`: clear RFLAGS.AC; #UD above CPL 0.
     Clac,

@@ -80,7 +80,7 @@ pub enum CpuAccessError {
     /// The guest-physical address a translation led to is not guest RAM.
     #[error("guest physical address {0:#x} is outside guest memory")]
     OutsideMemory(u64),
-    /// The page tables forbid this access (write to read-only, or user access to a supervisor page).
+    /// The page tables forbid this access (write to read-only, or user access to supervisor).
     #[error(
         "guest virtual address {0:#x} does not permit this access at the current privilege level"
     )]
