@@ -87,7 +87,7 @@ pub struct VcpuContext {
     pub pio: Arc<Bus>,
     /// The MMIO bus that `KVM_EXIT_MMIO` exits go to.
     pub mmio: Arc<Bus>,
-    /// Guest memory, for reading instructions during emulation-failure recovery.
+    /// Guest memory, for instructions and operands during emulation-failure recovery.
     pub memory: GuestMemoryMmap,
     /// The run/pause/stop state shared with the machine.
     pub control: Arc<RunControl>,
