@@ -26,10 +26,24 @@ pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
 /// Why a range could not be inserted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BusError {
+    /// `len` is 0 or `base + len` overflows `u64`.
     #[error("bus range {base:#x}+{len:#x} is empty or wraps around")]
-    InvalidRange { base: u64, len: u64 },
+    InvalidRange {
+        /// First address of the rejected range.
+        base: u64,
+        /// Length of the rejected range, in bytes (or ports).
+        len: u64,
+    },
+    /// The range intersects one already on the bus.
     #[error("bus range {base:#x}+{len:#x} overlaps a device already at {other:#x}")]
-    Overlap { base: u64, len: u64, other: u64 },
+    Overlap {
+        /// First address of the rejected range.
+        base: u64,
+        /// Length of the rejected range, in bytes (or ports).
+        len: u64,
+        /// Base address of the device already there.
+        other: u64,
+    },
 }
 
 #[derive(Clone)]
@@ -45,6 +59,7 @@ pub struct Bus {
 }
 
 impl Bus {
+    /// An empty bus.
     pub fn new() -> Self {
         Self::default()
     }

@@ -21,6 +21,7 @@ pub struct VmConfig {
     /// Guest RAM.
     #[serde(default = "default_memory")]
     pub memory: MemorySize,
+    /// How the guest starts: a kernel to load directly, or firmware.
     pub boot: BootSource,
     /// Which host quirks to work around.
     #[serde(default)]
@@ -49,6 +50,7 @@ pub struct DisplayConfig {
     /// The display size offered at boot (the window's size follows later).
     #[serde(default = "default_display_width")]
     pub width: u32,
+    /// The display height in pixels offered at boot.
     #[serde(default = "default_display_height")]
     pub height: u32,
 }
@@ -90,15 +92,19 @@ fn default_true() -> bool {
 pub enum BootSource {
     /// Direct kernel boot: a bzImage or an ELF vmlinux.
     Kernel {
+        /// Path of the kernel image, a bzImage or an ELF vmlinux.
         kernel: PathBuf,
+        /// Path of an initial ramdisk, loaded at the top of low RAM.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         initrd: Option<PathBuf>,
+        /// Kernel command line (at most 2048 bytes); empty means none.
         #[serde(default)]
         cmdline: String,
     },
     /// Firmware boot from the VM's disks, or from an installer ISO. Cove cannot boot firmware
     /// yet: such a VM is kept in the library and refuses to start with a clear error.
     Firmware {
+        /// Installer ISO to boot from, if any (not used yet: firmware boot is unimplemented).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cdrom: Option<PathBuf>,
     },
@@ -322,12 +328,15 @@ impl fmt::Display for DiskConfig {
 pub struct MemorySize(u64);
 
 impl MemorySize {
+    /// A size of exactly `bytes` bytes.
     pub const fn from_bytes(bytes: u64) -> Self {
         Self(bytes)
     }
+    /// A size of `mib` MiB (1 MiB = 2^20 bytes).
     pub const fn from_mib(mib: u64) -> Self {
         Self(mib << 20)
     }
+    /// The size in bytes.
     pub const fn bytes(self) -> u64 {
         self.0
     }
@@ -407,16 +416,20 @@ impl<'de> Deserialize<'de> for MemorySize {
 /// A config file that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The text is not TOML or does not fit the [`VmConfig`] schema (unknown keys included).
     #[error("cannot parse VM config: {0}")]
     Parse(#[from] toml::de::Error),
+    /// The config could not be written as TOML.
     #[error("cannot write VM config: {0}")]
     Serialize(#[from] toml::ser::Error),
 }
 
 impl VmConfig {
+    /// Parses a config from TOML; does not [`validate`](Self::validate) it.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         Ok(toml::from_str(text)?)
     }
+    /// Writes the config as pretty-printed TOML.
     pub fn to_toml(&self) -> Result<String, ConfigError> {
         Ok(toml::to_string_pretty(self)?)
     }

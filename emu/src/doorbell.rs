@@ -11,14 +11,20 @@ use vmm_sys_util::eventfd::EventFd;
 /// write then reaches it through the bus.
 #[derive(Debug, thiserror::Error)]
 pub enum DoorbellError {
+    /// KVM refused the ioeventfd for `address` (`KVM_IOEVENTFD`).
     #[error("cannot match writes to {address:#x} in the hypervisor: {source}")]
     Register {
+        /// Guest-physical MMIO address of the doorbell register.
         address: u64,
+        /// The ioctl's error.
         source: std::io::Error,
     },
+    /// KVM refused to remove the ioeventfd for `address`.
     #[error("cannot stop matching writes to {address:#x} in the hypervisor: {source}")]
     Unregister {
+        /// Guest-physical MMIO address of the doorbell register.
         address: u64,
+        /// The ioctl's error.
         source: std::io::Error,
     },
 }

@@ -29,7 +29,9 @@ impl InterruptLine for NoLine {
 /// A message-signalled interrupt: a write of `data` to `address` (the LAPIC's MSI window).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MsiMessage {
+    /// Guest-physical address the message is written to, normally in 0xfee0_0000..0xfeef_ffff.
     pub address: u64,
+    /// The 32-bit value written; on x86 it carries the vector and delivery mode.
     pub data: u32,
 }
 
@@ -46,12 +48,23 @@ pub trait MsiVector: Send + Sync {
 /// Why MSI vectors could not be allocated.
 #[derive(Debug, thiserror::Error)]
 pub enum MsiError {
+    /// The hypervisor's GSI routing table is full.
     #[error("the hypervisor allows at most {max} interrupt routes")]
-    TooManyRoutes { max: u32 },
+    TooManyRoutes {
+        /// The hypervisor's limit on GSI routes.
+        max: u32,
+    },
+    /// Creating the vector's eventfd failed.
     #[error("cannot create the eventfd of an MSI vector: {0}")]
     EventFd(#[source] std::io::Error),
+    /// KVM refused to bind the vector's eventfd to its GSI (`KVM_IRQFD`).
     #[error("cannot bind GSI {gsi} to its eventfd: {source}")]
-    Bind { gsi: u32, source: std::io::Error },
+    Bind {
+        /// The GSI the vector was routed through.
+        gsi: u32,
+        /// The ioctl's error.
+        source: std::io::Error,
+    },
 }
 
 /// Where devices get MSI vectors from.

@@ -16,12 +16,21 @@ pub const MIN_MEMORY: u64 = 32 << 20;
 /// Why guest memory could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
+    /// The size in bytes is below [`MIN_MEMORY`] (32 MiB).
     #[error("guest memory of {0} bytes is too small (the minimum is 32M)")]
     TooSmall(u64),
+    /// The size is more than the host's physical RAM.
     #[error("guest memory of {requested} bytes is more than the host's {host} bytes of RAM")]
-    MoreThanHost { requested: u64, host: u64 },
+    MoreThanHost {
+        /// Guest RAM asked for, in bytes.
+        requested: u64,
+        /// The host's physical RAM, in bytes.
+        host: u64,
+    },
+    /// The size in bytes is not a multiple of 4 KiB.
     #[error("guest memory size {0:#x} is not a multiple of 4 KiB")]
     Unaligned(u64),
+    /// The host could not map the guest RAM (`mmap` failed); the text says why.
     #[error("cannot allocate guest memory: {0}")]
     Allocate(String),
 }

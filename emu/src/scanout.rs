@@ -10,13 +10,18 @@ use std::sync::Arc;
 /// A rectangle in pixels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rect {
+    /// Left edge, in pixels from the surface's left.
     pub x: u32,
+    /// `VIRTIO_GPU_CMD_RESOURCE_FLUSH`: a rectangle of a resource changed; update its scanouts.
     pub y: u32,
+    /// `VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D`: copy a rectangle from guest backing to the host.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
 }
 
 impl Rect {
+    /// The rectangle at (`x`, `y`) of `width` x `height` pixels.
     pub fn new(x: u32, y: u32, width: u32, height: u32) -> Self {
         Self {
             x,
@@ -53,13 +58,21 @@ impl Rect {
 /// `Bgra` is B, G, R, A in memory).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelFormat {
+    /// `VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM`: bytes B, G, R, A.
     Bgra,
+    /// `VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM`: bytes B, G, R, unused.
     Bgrx,
+    /// `VIRTIO_GPU_FORMAT_A8R8G8B8_UNORM`: bytes A, R, G, B.
     Argb,
+    /// `VIRTIO_GPU_FORMAT_X8R8G8B8_UNORM`: bytes unused, R, G, B.
     Xrgb,
+    /// `VIRTIO_GPU_FORMAT_R8G8B8A8_UNORM`: bytes R, G, B, A.
     Rgba,
+    /// `VIRTIO_GPU_FORMAT_X8B8G8R8_UNORM`: bytes unused, B, G, R.
     Xbgr,
+    /// `VIRTIO_GPU_FORMAT_A8B8G8R8_UNORM`: bytes A, B, G, R.
     Abgr,
+    /// `VIRTIO_GPU_FORMAT_R8G8B8X8_UNORM`: bytes R, G, B, unused.
     Rgbx,
 }
 
@@ -92,8 +105,11 @@ impl PixelFormat {
 /// A read-only view of a whole guest surface.
 #[derive(Clone, Copy, Debug)]
 pub struct Surface<'a> {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// The byte order of each 4-byte pixel in `pixels`.
     pub format: PixelFormat,
     /// `width * height * 4` bytes, rows top to bottom, no padding.
     pub pixels: &'a [u8],
@@ -102,10 +118,15 @@ pub struct Surface<'a> {
 /// A cursor image (always RGBA-converted, small) with its hot spot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CursorImage {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// Hot spot column, in pixels from the image's left edge.
     pub hot_x: u32,
+    /// Hot spot row, in pixels from the image's top edge.
     pub hot_y: u32,
+    /// `width * height * 4` bytes of RGBA, rows top to bottom.
     pub rgba: Vec<u8>,
 }
 

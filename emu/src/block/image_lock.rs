@@ -65,10 +65,15 @@ const SHARED_BASE: u64 = 200;
 /// QEMU's block-layer permissions, by their bit number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
+    /// Read the image and see consistent data (QEMU's `BLK_PERM_CONSISTENT_READ`).
     ConsistentRead = 0,
+    /// Write the image (`BLK_PERM_WRITE`).
     Write = 1,
+    /// Write without changing what readers see (`BLK_PERM_WRITE_UNCHANGED`).
     WriteUnchanged = 2,
+    /// Change the image's size (`BLK_PERM_RESIZE`).
     Resize = 3,
+    /// Change the block graph's children (`BLK_PERM_GRAPH_MOD`).
     GraphMod = 4,
 }
 

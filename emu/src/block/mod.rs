@@ -57,19 +57,42 @@ pub trait DiskBackend: Send + Sync {
 /// Why a disk image could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
+    /// The image path does not exist.
     #[error("disk image {path} does not exist")]
-    NotFound { path: PathBuf },
+    NotFound {
+        /// Image path from the configuration.
+        path: PathBuf,
+    },
+    /// The OS refused to open the image (EACCES or EPERM) for the access asked for.
     #[error("no permission to open disk image {path} for {}", access(.read_only))]
-    PermissionDenied { path: PathBuf, read_only: bool },
+    PermissionDenied {
+        /// Image path from the configuration.
+        path: PathBuf,
+        /// Whether it was being opened read-only.
+        read_only: bool,
+    },
+    /// Another process (QEMU or Cove) holds a conflicting lock on the image; see [`image_lock`].
     #[error("disk image {path} is in use: {conflict}")]
     Locked {
+        /// Image path from the configuration.
         path: PathBuf,
+        /// The lock byte in conflict and, when known, its holder.
         conflict: LockConflict,
     },
+    /// The path is a directory, FIFO, socket or other non-regular, non-block-device file.
     #[error("disk image {path} is neither a regular file nor a block device")]
-    NotAFile { path: PathBuf },
+    NotAFile {
+        /// Image path from the configuration.
+        path: PathBuf,
+    },
+    /// Any other I/O error while opening, sizing or locking the image.
     #[error("cannot use disk image {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// Image path from the configuration.
+        path: PathBuf,
+        /// The underlying OS error.
+        source: io::Error,
+    },
 }
 
 /// How an image was to be opened, for [`DiskError::PermissionDenied`].

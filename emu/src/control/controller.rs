@@ -21,6 +21,7 @@ const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// One vCPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuInfo {
+    /// The vCPU's index, 0-based, as QMP's `cpu-index`.
     pub index: u8,
     /// The host thread running it (the last boot's, during a reboot); None before the first
     /// boot started it.
@@ -32,11 +33,15 @@ pub struct CpuInfo {
 pub struct BlockInfo {
     /// The name clients use ("disk0", "disk1", ...).
     pub device: String,
+    /// Path of the image file, from the config.
     pub path: PathBuf,
+    /// Whether the guest sees the disk read-only.
     pub read_only: bool,
+    /// The image format; always `"raw"`.
     pub format: &'static str,
     /// Bytes the guest sees (None when the image cannot be read now).
     pub size: Option<u64>,
+    /// The serial number the guest sees, from the config.
     pub serial: Option<String>,
 }
 
@@ -75,10 +80,12 @@ impl VmController {
         }
     }
 
+    /// The VM's name, from its config.
     pub fn name(&self) -> &str {
         &self.config.name
     }
 
+    /// The run status as `query-status` reports it: prelaunch, running, paused, and so on.
     pub fn status(&self) -> VmStatus {
         self.report.status()
     }
@@ -149,6 +156,7 @@ impl VmController {
         self.handle.quit();
     }
 
+    /// The vCPUs, in index order, with their host thread ids.
     pub fn cpus(&self) -> Vec<CpuInfo> {
         self.report
             .vcpu_threads()
@@ -161,6 +169,7 @@ impl VmController {
             .collect()
     }
 
+    /// The configured disks, in config order, with their current sizes.
     pub fn block_devices(&self) -> Vec<BlockInfo> {
         self.config
             .disks

@@ -7,6 +7,7 @@ use std::path::Path;
 /// Image formats a screendump can be written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageFormat {
+    /// Portable Network Graphics, 8-bit RGBA.
     Png,
     /// Binary portable pixmap (QEMU's default).
     Ppm,

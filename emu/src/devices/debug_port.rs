@@ -13,6 +13,7 @@ pub struct PostCodePort {
 }
 
 impl PostCodePort {
+    /// A port no code was written to yet; it reads 0xff.
     pub fn new() -> Self {
         Self::default()
     }

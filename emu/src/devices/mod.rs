@@ -20,5 +20,6 @@ pub enum PowerRequest {
 
 /// Where devices send power requests. Implemented by the machine.
 pub trait PowerSink: Send + Sync {
+    /// Hands `request` to the machine; devices call it while handling the guest's register write.
     fn request(&self, request: PowerRequest);
 }

@@ -25,11 +25,17 @@ const ALLOC_START: u64 = 0x10_0000;
 
 /// A CPU-less machine.
 pub struct Harness {
+    /// Guest RAM, from address 0.
     pub memory: GuestMemoryMmap,
+    /// The port I/O bus (PCI config ports 0xcf8/0xcfc and whatever a test adds).
     pub pio: Arc<Bus>,
+    /// The MMIO bus (PCI ECAM, BARs).
     pub mmio: Arc<Bus>,
+    /// The PCI root and its wiring, as the machine builder sets it up.
     pub pci: PciWiring,
+    /// Every MSI the devices sent.
     pub msi: Arc<MsiRecorder>,
+    /// The level of every INTx line.
     pub intx: Arc<IntxRecorder>,
     next_free: Mutex<u64>,
 }
@@ -86,12 +92,14 @@ impl Harness {
         GuestAddress(base)
     }
 
+    /// Copies `data` into guest memory at `address`; panics outside RAM.
     pub fn write_mem(&self, address: GuestAddress, data: &[u8]) {
         self.memory
             .write_slice(data, address)
             .expect("harness write outside guest memory");
     }
 
+    /// Reads `len` bytes of guest memory at `address`; panics outside RAM.
     pub fn read_mem(&self, address: GuestAddress, len: usize) -> Vec<u8> {
         let mut data = vec![0u8; len];
         self.memory
@@ -110,21 +118,27 @@ impl Harness {
         self.pio.write(u64::from(port), &value.to_le_bytes()[..len]);
     }
 
+    /// Reads a byte from I/O port `port`, as an `in al, dx` would.
     pub fn inb(&self, port: u16) -> u8 {
         self.port_read(port, 1) as u8
     }
+    /// Reads 2 bytes from I/O port `port`.
     pub fn inw(&self, port: u16) -> u16 {
         self.port_read(port, 2) as u16
     }
+    /// Reads 4 bytes from I/O port `port`.
     pub fn inl(&self, port: u16) -> u32 {
         self.port_read(port, 4) as u32
     }
+    /// Writes a byte to I/O port `port`, as an `out dx, al` would.
     pub fn outb(&self, port: u16, value: u8) {
         self.port_write(port, value.into(), 1)
     }
+    /// Writes 2 bytes to I/O port `port`.
     pub fn outw(&self, port: u16, value: u16) {
         self.port_write(port, value.into(), 2)
     }
+    /// Writes 4 bytes to I/O port `port`.
     pub fn outl(&self, port: u16, value: u32) {
         self.port_write(port, value.into(), 4)
     }
@@ -136,31 +150,40 @@ impl Harness {
         u64::from_le_bytes(data)
     }
 
+    /// An MMIO write of the low `len` (1, 2, 4 or 8) bytes of `value`, as a vCPU would do it.
     pub fn mmio_write(&self, address: u64, value: u64, len: usize) {
         self.mmio.write(address, &value.to_le_bytes()[..len]);
     }
 
+    /// Reads 1 byte of MMIO at guest-physical `address`.
     pub fn readb(&self, address: u64) -> u8 {
         self.mmio_read(address, 1) as u8
     }
+    /// Reads 2 bytes of MMIO at guest-physical `address`.
     pub fn readw(&self, address: u64) -> u16 {
         self.mmio_read(address, 2) as u16
     }
+    /// Reads 4 bytes of MMIO at guest-physical `address`.
     pub fn readl(&self, address: u64) -> u32 {
         self.mmio_read(address, 4) as u32
     }
+    /// Reads 8 bytes of MMIO at guest-physical `address`.
     pub fn readq(&self, address: u64) -> u64 {
         self.mmio_read(address, 8)
     }
+    /// Writes 1 byte of MMIO at guest-physical `address`.
     pub fn writeb(&self, address: u64, value: u8) {
         self.mmio_write(address, value.into(), 1)
     }
+    /// Writes 2 bytes of MMIO at guest-physical `address`.
     pub fn writew(&self, address: u64, value: u16) {
         self.mmio_write(address, value.into(), 2)
     }
+    /// Writes 4 bytes of MMIO at guest-physical `address`.
     pub fn writel(&self, address: u64, value: u32) {
         self.mmio_write(address, value.into(), 4)
     }
+    /// Writes 8 bytes of MMIO at guest-physical `address` in one access.
     pub fn writeq(&self, address: u64, value: u64) {
         self.mmio_write(address, value, 8)
     }

@@ -9,16 +9,22 @@ use crate::pci::PciAddress;
 /// A function found on the bus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FoundFunction {
+    /// Bus, device and function number.
     pub address: PciAddress,
+    /// Vendor ID, config offset 0x00.
     pub vendor_id: u16,
+    /// Device ID, config offset 0x02.
     pub device_id: u16,
+    /// Class code (base class, subclass, prog-if) from config offset 0x09, in the low 24 bits.
     pub class_code: u32,
 }
 
 /// Configuration-space access to one function.
 #[derive(Clone, Copy)]
 pub struct PciFunction<'h> {
+    /// The harness whose ports and MMIO the accesses go through.
     pub harness: &'h Harness,
+    /// Bus, device and function number.
     pub address: PciAddress,
 }
 
@@ -31,10 +37,12 @@ fn cf8(address: PciAddress, register: usize) -> u32 {
 }
 
 impl<'h> PciFunction<'h> {
+    /// Access to the function at `address`; nothing is read yet.
     pub fn new(harness: &'h Harness, address: PciAddress) -> Self {
         Self { harness, address }
     }
 
+    /// Reads the byte at config offset `register` through ports 0xcf8/0xcfc.
     pub fn read8(&self, register: usize) -> u8 {
         self.harness.outl(
             ports::PCI_CONFIG_ADDRESS as u16,
@@ -43,6 +51,7 @@ impl<'h> PciFunction<'h> {
         self.harness.inb(0xcfc + (register & 3) as u16)
     }
 
+    /// Reads the word at config offset `register` (2-byte aligned) through ports 0xcf8/0xcfc.
     pub fn read16(&self, register: usize) -> u16 {
         self.harness.outl(
             ports::PCI_CONFIG_ADDRESS as u16,
@@ -51,6 +60,7 @@ impl<'h> PciFunction<'h> {
         self.harness.inw(0xcfc + (register & 2) as u16)
     }
 
+    /// Reads the dword at config offset `register` (low 2 bits ignored) through ports 0xcf8/0xcfc.
     pub fn read32(&self, register: usize) -> u32 {
         self.harness.outl(
             ports::PCI_CONFIG_ADDRESS as u16,
@@ -59,6 +69,7 @@ impl<'h> PciFunction<'h> {
         self.harness.inl(0xcfc)
     }
 
+    /// Writes the byte at config offset `register` through ports 0xcf8/0xcfc.
     pub fn write8(&self, register: usize, value: u8) {
         self.harness.outl(
             ports::PCI_CONFIG_ADDRESS as u16,
@@ -67,6 +78,7 @@ impl<'h> PciFunction<'h> {
         self.harness.outb(0xcfc + (register & 3) as u16, value);
     }
 
+    /// Writes the word at config offset `register` (2-byte aligned) through ports 0xcf8/0xcfc.
     pub fn write16(&self, register: usize, value: u16) {
         self.harness.outl(
             ports::PCI_CONFIG_ADDRESS as u16,
@@ -75,6 +87,7 @@ impl<'h> PciFunction<'h> {
         self.harness.outw(0xcfc + (register & 2) as u16, value);
     }
 
+    /// Writes the dword at config offset `register` (low 2 bits ignored) through ports 0xcf8/0xcfc.
     pub fn write32(&self, register: usize, value: u32) {
         self.harness.outl(
             ports::PCI_CONFIG_ADDRESS as u16,
@@ -88,6 +101,7 @@ impl<'h> PciFunction<'h> {
         self.harness.readl(self.ecam_address(register))
     }
 
+    /// A dword write through ECAM instead of the ports.
     pub fn ecam_write32(&self, register: usize, value: u32) {
         self.harness.writel(self.ecam_address(register), value)
     }

@@ -12,8 +12,11 @@ use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 use vm_memory::{Address, Bytes, GuestAddress};
 
+/// Descriptor flag: the chain continues at `next` (virtio 1.2 2.7.5, `VIRTQ_DESC_F_NEXT`).
 pub const DESC_F_NEXT: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_NEXT as u16;
+/// Descriptor flag: the device writes this buffer (`VIRTQ_DESC_F_WRITE`).
 pub const DESC_F_WRITE: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_WRITE as u16;
+/// Descriptor flag: the buffer is a table of indirect descriptors (`VIRTQ_DESC_F_INDIRECT`).
 pub const DESC_F_INDIRECT: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_INDIRECT as u16;
 
 /// The MSI data the driver programs for vector `n`: easy to recognise in the recorder.
@@ -24,12 +27,16 @@ pub fn msi_data(vector: u16) -> u32 {
 /// One buffer of a chain to submit.
 #[derive(Clone, Copy, Debug)]
 pub struct Buffer {
+    /// Guest-physical address of the buffer.
     pub address: GuestAddress,
+    /// Length in bytes.
     pub len: u32,
+    /// Whether the device writes it (device-writable) rather than reads it.
     pub writable: bool,
 }
 
 impl Buffer {
+    /// A buffer the device reads.
     pub fn readable(address: GuestAddress, len: u32) -> Self {
         Self {
             address,
@@ -37,6 +44,7 @@ impl Buffer {
             writable: false,
         }
     }
+    /// A buffer the device writes.
     pub fn writable(address: GuestAddress, len: u32) -> Self {
         Self {
             address,
@@ -49,19 +57,28 @@ impl Buffer {
 /// A raw descriptor, for tests that build broken chains by hand.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RawDescriptor {
+    /// Guest-physical buffer address (`addr`).
     pub address: u64,
+    /// Buffer length in bytes (`len`).
     pub len: u32,
+    /// `DESC_F_*` flags.
     pub flags: u16,
+    /// Index of the next descriptor, used when `flags` has [`DESC_F_NEXT`].
     pub next: u16,
 }
 
 /// The driver's side of a split queue.
 #[derive(Clone, Copy, Debug)]
 pub struct DriverQueue {
+    /// The queue's index (`queue_select`).
     pub index: u16,
+    /// Number of descriptors in the ring (`queue_size`).
     pub size: u16,
+    /// Guest-physical address of the descriptor table.
     pub desc: GuestAddress,
+    /// Guest-physical address of the available (driver) ring.
     pub avail: GuestAddress,
+    /// Guest-physical address of the used (device) ring.
     pub used: GuestAddress,
     /// The MSI-X vector the queue interrupts through.
     pub vector: u16,
@@ -73,22 +90,35 @@ pub struct DriverQueue {
 /// An entry the device returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsedElement {
+    /// Head descriptor index of the chain the device used.
     pub id: u32,
+    /// Bytes the device wrote into the chain's writable buffers.
     pub len: u32,
 }
 
 /// A virtio-pci function driven from the test.
 pub struct VirtioDriver<'h> {
+    /// The harness the driver's accesses go through.
     pub harness: &'h Harness,
+    /// The virtio function's PCI configuration space.
     pub function: PciFunction<'h>,
+    /// MMIO address of the common configuration structure (`VIRTIO_PCI_CAP_COMMON_CFG`).
     pub common: u64,
+    /// MMIO address of the ISR status byte (`VIRTIO_PCI_CAP_ISR_CFG`).
     pub isr: u64,
+    /// MMIO address of the device-specific configuration (`VIRTIO_PCI_CAP_DEVICE_CFG`).
     pub device_config: u64,
+    /// MMIO address of the notification region (`VIRTIO_PCI_CAP_NOTIFY_CFG`).
     pub notify: u64,
+    /// `notify_off_multiplier`: bytes between doorbells per unit of `queue_notify_off`.
     pub notify_multiplier: u32,
+    /// Config offset of the MSI-X capability, if the function has one.
     pub msix_cap: Option<usize>,
+    /// MMIO address of the MSI-X table (0 without MSI-X).
     pub msix_table: u64,
+    /// Queues set up with [`VirtioDriver::setup_queue`], at most one per index.
     pub queues: Vec<DriverQueue>,
+    /// Features accepted by the last successful [`VirtioDriver::negotiate`].
     pub features: u64,
 }
 
@@ -136,20 +166,24 @@ impl<'h> VirtioDriver<'h> {
         }
     }
 
+    /// Reads `device_status` from the common configuration.
     pub fn status(&self) -> u8 {
         self.harness.readb(self.common + common::DEVICE_STATUS)
     }
 
+    /// Writes `device_status`; 0 resets the device.
     pub fn set_status(&self, value: u8) {
         self.harness
             .writeb(self.common + common::DEVICE_STATUS, value)
     }
 
+    /// Resets the device (status 0) and forgets the driver's queues.
     pub fn reset(&mut self) {
         self.set_status(0);
         self.queues.clear();
     }
 
+    /// The 64 `device_feature` bits, read as two 32-bit halves via `device_feature_select`.
     pub fn device_features(&self) -> u64 {
         let h = self.harness;
         h.writel(self.common + common::DEVICE_FEATURE_SELECT, 0);
@@ -203,12 +237,14 @@ impl<'h> VirtioDriver<'h> {
         f.write16(cap + 2, control | 0x8000);
     }
 
+    /// Writes `config_msix_vector` and returns what reads back (`0xffff` if the device refused it).
     pub fn set_config_vector(&self, vector: u16) -> u16 {
         self.harness
             .writew(self.common + common::CONFIG_MSIX_VECTOR, vector);
         self.harness.readw(self.common + common::CONFIG_MSIX_VECTOR)
     }
 
+    /// Reads `num_queues`: how many virtqueues the device has.
     pub fn num_queues(&self) -> u16 {
         self.harness.readw(self.common + common::NUM_QUEUES)
     }
@@ -264,6 +300,7 @@ impl<'h> VirtioDriver<'h> {
         h.writew(self.common + common::QUEUE_ENABLE, 1);
     }
 
+    /// Sets DRIVER_OK in the status, keeping the bits already set.
     pub fn driver_ok(&self) {
         self.set_status(self.status() | status::DRIVER_OK);
     }
@@ -529,15 +566,19 @@ impl<'h> VirtioDriver<'h> {
         self.harness.readb(self.isr)
     }
 
+    /// Reads a byte of device-specific configuration at `offset`.
     pub fn config_read8(&self, offset: u64) -> u8 {
         self.harness.readb(self.device_config + offset)
     }
+    /// Reads 2 bytes of device-specific configuration at `offset`.
     pub fn config_read16(&self, offset: u64) -> u16 {
         self.harness.readw(self.device_config + offset)
     }
+    /// Reads 4 bytes of device-specific configuration at `offset`.
     pub fn config_read32(&self, offset: u64) -> u32 {
         self.harness.readl(self.device_config + offset)
     }
+    /// Reads 8 bytes of device-specific configuration at `offset`, as two 4-byte reads (low first).
     pub fn config_read64(&self, offset: u64) -> u64 {
         u64::from(self.config_read32(offset)) | (u64::from(self.config_read32(offset + 4)) << 32)
     }

@@ -36,6 +36,7 @@ struct RoutingState {
 }
 
 impl KvmMsiController {
+    /// A controller for `vm`, whose MSI routes take GSIs from 24, after the IOAPIC pins.
     pub fn new(vm: Arc<VmFd>) -> Self {
         Self {
             routes: Arc::new(GsiRoutes {
@@ -170,6 +171,7 @@ pub struct KvmDoorbells {
 }
 
 impl KvmDoorbells {
+    /// Registers doorbells as ioeventfds on `vm`.
     pub fn new(vm: Arc<VmFd>) -> Self {
         Self { vm }
     }

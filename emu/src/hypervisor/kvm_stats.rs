@@ -7,9 +7,13 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 use vmm_sys_util::ioctl::ioctl;
-use vmm_sys_util::ioctl_io_nr;
 
-ioctl_io_nr!(KVM_GET_STATS_FD, kvm_bindings::KVMIO, 0xce);
+/// `KVM_GET_STATS_FD`, `_IO(KVMIO, 0xce)`. `vmm-sys-util`'s macro makes an undocumented `pub fn`;
+/// this private module keeps it out of emu's API.
+mod request {
+    vmm_sys_util::ioctl_io_nr!(KVM_GET_STATS_FD, kvm_bindings::KVMIO, 0xce);
+}
+use request::KVM_GET_STATS_FD;
 
 const HEADER_SIZE: usize = 24;
 const DESC_FIXED_SIZE: usize = 16;

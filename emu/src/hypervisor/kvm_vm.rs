@@ -11,21 +11,35 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 /// Why KVM could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
+    /// `/dev/kvm` does not exist (ENOENT, ENODEV or ENXIO).
     #[error("no /dev/kvm: KVM is not available on this host (is the kvm module loaded, and is hardware virtualization enabled?)")]
     NoKvm,
+    /// `/dev/kvm` exists but opening it was refused (EACCES or EPERM).
     #[error("no permission to open /dev/kvm (add your user to the 'kvm' group, or run as root)")]
     NoPermission,
+    /// Opening `/dev/kvm` failed for another reason.
     #[error("cannot open /dev/kvm: {0}")]
     Open(kvm_ioctls::Error),
+    /// The host's KVM lacks a capability Cove needs (irqchip, user memory, ext CPUID),
+    /// or a guest memory region has no host mapping.
     #[error("KVM does not provide {0}, which Cove needs")]
     MissingCapability(&'static str),
+    /// A KVM ioctl failed while creating the VM; `what` names it.
     #[error("{what} failed: {source}")]
     Ioctl {
+        /// The ioctl's name, e.g. `"KVM_CREATE_VM"`.
         what: &'static str,
+        /// The ioctl's error.
         source: kvm_ioctls::Error,
     },
+    /// The VM has more vCPUs than `KVM_CAP_MAX_VCPUS` allows.
     #[error("this KVM host allows at most {max} vCPUs; the VM asks for {requested}")]
-    TooManyCpus { requested: usize, max: usize },
+    TooManyCpus {
+        /// vCPUs in the VM's config.
+        requested: usize,
+        /// The host's limit (`KVM_CAP_MAX_VCPUS`).
+        max: usize,
+    },
 }
 
 fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
@@ -49,7 +63,9 @@ pub fn open_kvm_at(path: &str) -> Result<Kvm, KvmError> {
 
 /// A KVM VM with its irqchip.
 pub struct KvmVm {
+    /// The open `/dev/kvm`, for system-wide queries such as the supported CPUID.
     pub kvm: Kvm,
+    /// The VM file descriptor, shared with vCPU setup, IRQ lines and doorbells.
     pub fd: Arc<VmFd>,
 }
 
@@ -132,6 +148,7 @@ pub struct KvmIrqLine {
 }
 
 impl KvmIrqLine {
+    /// Drives `gsi` through `KVM_IRQ_LINE` on `vm`.
     pub fn new(vm: Arc<VmFd>, gsi: u32) -> Self {
         Self { vm, gsi }
     }

@@ -15,8 +15,11 @@ use std::time::Duration;
 /// What the vCPUs should be doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
+    /// vCPUs enter the guest.
     Running,
+    /// vCPUs park in [`RunControl::checkpoint`] until the state changes.
     Paused,
+    /// vCPU threads exit; final, later [`RunControl::set_state`] calls are ignored.
     Stopping,
 }
 
@@ -38,10 +41,12 @@ impl Default for RunControl {
 }
 
 impl RunControl {
+    /// The current state.
     pub fn state(&self) -> RunState {
         *self.state.lock()
     }
 
+    /// Changes the state (unless already `Stopping`) and wakes parked vCPUs; does not kick them.
     pub fn set_state(&self, state: RunState) {
         let mut current = self.state.lock();
         // Stopping is final.

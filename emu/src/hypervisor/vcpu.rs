@@ -71,17 +71,29 @@ pub enum VcpuEvent {
     /// The guest asked for power off or reset (through KVM or a triple fault).
     Power(PowerRequest),
     /// The vCPU stopped and cannot go on; the VM must stop.
-    Failed { cpu: u8, report: String },
+    Failed {
+        /// Index of the failed vCPU.
+        cpu: u8,
+        /// What went wrong, e.g. a [`FailureReport`](super::emulation::FailureReport) as text.
+        report: String,
+    },
 }
 
 /// Everything a vCPU thread needs besides its file descriptor.
 pub struct VcpuContext {
+    /// The vCPU's index, 0-based; vCPU 0 is the one that boots the kernel.
     pub index: u8,
+    /// The port I/O bus that `KVM_EXIT_IO` exits go to.
     pub pio: Arc<Bus>,
+    /// The MMIO bus that `KVM_EXIT_MMIO` exits go to.
     pub mmio: Arc<Bus>,
+    /// Guest memory, for instructions and operands during emulation-failure recovery.
     pub memory: GuestMemoryMmap,
+    /// The run/pause/stop state shared with the machine.
     pub control: Arc<RunControl>,
+    /// Counters of recovered and failed emulation failures.
     pub recovery: Arc<RecoveryStats>,
+    /// Where the thread reports power requests and failures.
     pub events: Arc<dyn Fn(VcpuEvent) + Send + Sync>,
 }
 

@@ -29,29 +29,40 @@ use vm_memory::GuestMemoryMmap;
 /// Why a machine could not be built. Each names the problem in words a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The config boots through firmware, which Cove cannot do yet.
     #[error("this VM boots through firmware (from its disk or an installer ISO), which Cove cannot do yet; give it a kernel to boot directly")]
     FirmwareBoot,
+    /// The config asks for 0 vCPUs.
     #[error("invalid CPU count {0}: a VM needs 1 to 255 vCPUs")]
     CpuCount(u8),
+    /// Guest RAM could not be sized or allocated.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// KVM could not be opened or the VM created.
     #[error(transparent)]
     Kvm(#[from] KvmError),
+    /// The kernel, initrd or command line could not be loaded.
     #[error(transparent)]
     Boot(#[from] boot::BootError),
+    /// The ACPI tables could not be built or written; the text says why.
     #[error("cannot write ACPI tables: {0}")]
     Acpi(String),
+    /// The boot vCPU's initial registers or page tables could not be set.
     #[error(transparent)]
     Regs(#[from] regs::RegsError),
+    /// Two platform devices claim overlapping port or MMIO ranges.
     #[error("device wiring conflict: {0}")]
     Bus(#[from] BusError),
+    /// A disk or PCI device could not be added.
     #[error(transparent)]
     Device(#[from] DeviceError),
 }
 
 /// A built machine, ready to run.
 pub struct Machine {
+    /// The VM's name, from its config.
     pub name: String,
+    /// The host profile in effect (quirks worked around for this host).
     pub profile: HostProfile,
     /// The kernel command line the guest got (the user's plus the host profile's).
     pub cmdline: String,

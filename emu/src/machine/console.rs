@@ -11,6 +11,7 @@ use std::sync::Arc;
 pub struct ConsoleOutput(Arc<Mutex<dyn Write + Send>>);
 
 impl ConsoleOutput {
+    /// Output to `writer`, which every boot of the VM shares.
     pub fn new(writer: impl Write + Send + 'static) -> Self {
         Self(Arc::new(Mutex::new(writer)))
     }

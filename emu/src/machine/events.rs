@@ -40,12 +40,16 @@ pub(crate) fn acknowledge(ack: Option<Ack>, result: Result<(), String>) {
 /// How one boot of the machine ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
+    /// The guest powered off (ACPI S5).
     PowerOff,
     /// The machine reset; `guest` says whether the guest asked.
     Reset {
+        /// Whether the guest asked (`false`: a control client did).
         guest: bool,
     },
+    /// The host stopped the machine (quit, signal, console escape); the reason says which.
     Stopped(ShutdownReason),
+    /// A vCPU failed or could not be started; the text says which and why.
     Failed(String),
 }
 

@@ -21,21 +21,29 @@ use vm_memory::GuestMemoryMmap;
 /// Why a device could not be added.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
+    /// A disk image could not be opened.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// The PCI root had no free slot or BAR space.
     #[error(transparent)]
     Pci(#[from] PciError),
+    /// The virtio-pci transport could not be set up (queues, MSI-X, eventfds).
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// A device's ports or MMIO overlap another's.
     #[error(transparent)]
     Bus(#[from] BusError),
 }
 
 /// Everything a PCI device needs from the machine.
 pub struct PciWiring {
+    /// The root bus devices are plugged into.
     pub root: Arc<PciRoot>,
+    /// Guest memory, for devices that do DMA (virtqueues).
     pub memory: GuestMemoryMmap,
+    /// Where devices get MSI vectors from (KVM irqfds, or a recorder in tests).
     pub msi: Arc<dyn MsiController>,
+    /// Where devices register their notify doorbells (KVM ioeventfds, or the bus itself).
     pub doorbells: Arc<dyn DoorbellRegistry>,
 }
 

@@ -11,7 +11,9 @@ use std::time::SystemTime;
 pub enum VmStatus {
     /// Not started yet.
     Prelaunch,
+    /// The vCPUs run.
     Running,
+    /// The vCPUs are parked by a pause (QMP `stop`).
     Paused,
     /// Ended (powered off or quit).
     Shutdown,
@@ -20,6 +22,7 @@ pub enum VmStatus {
 }
 
 impl VmStatus {
+    /// The name QMP's `query-status` uses, e.g. `"running"`.
     pub fn qmp_name(self) -> &'static str {
         match self {
             Self::Prelaunch => "prelaunch",
@@ -39,13 +42,28 @@ pub enum VmEvent {
     /// The vCPUs run again.
     Resume,
     /// The machine reset; `guest` says who asked.
-    Reset { guest: bool, reason: ShutdownReason },
+    Reset {
+        /// Whether the guest asked (`false`: a control client did).
+        guest: bool,
+        /// Why, in QMP's words.
+        reason: ShutdownReason,
+    },
     /// The host pressed the ACPI power button.
     Powerdown,
     /// The VM stopped for good.
-    Shutdown { guest: bool, reason: ShutdownReason },
+    Shutdown {
+        /// Whether the guest asked (`false`: the host did).
+        guest: bool,
+        /// Why, in QMP's words.
+        reason: ShutdownReason,
+    },
     /// A vCPU met an instruction that neither KVM nor Cove can emulate; the VM stops.
-    EmulationFailure { cpu: u8, report: String },
+    EmulationFailure {
+        /// Index of the vCPU that failed.
+        cpu: u8,
+        /// The failure report: RIP, instruction bytes, decoded instruction and reason.
+        report: String,
+    },
 }
 
 /// Why a VM shut down or reset, in QMP's words.
@@ -82,7 +100,9 @@ impl ShutdownReason {
 /// An event and when it happened.
 #[derive(Debug, Clone)]
 pub struct TimedEvent {
+    /// What happened to the VM.
     pub event: VmEvent,
+    /// When it was emitted, by the host's wall clock.
     pub timestamp: SystemTime,
 }
 
@@ -100,6 +120,7 @@ impl EventBus {
         receiver
     }
 
+    /// Sends `event`, stamped now, to every live subscriber.
     pub fn emit(&self, event: VmEvent) {
         log::debug!("event: {event:?}");
         let timed = TimedEvent {
@@ -129,6 +150,7 @@ impl VmReport {
         }
     }
 
+    /// The current run status.
     pub fn status(&self) -> VmStatus {
         *self.status.lock()
     }

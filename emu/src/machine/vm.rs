@@ -45,6 +45,7 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// A VM for `config` that has not booted yet; its serial output goes to `console`.
     pub fn new(config: VmConfig, console: ConsoleOutput) -> Self {
         let (sender, events) = channel();
         Self {
@@ -66,6 +67,7 @@ impl Vm {
         self.report.clone()
     }
 
+    /// The config the VM was created with.
     pub fn config(&self) -> &VmConfig {
         &self.config
     }
@@ -84,6 +86,7 @@ impl Vm {
         }
     }
 
+    /// The counters so far, with the recovered-instruction counts read now.
     pub fn statistics(&self) -> VmStatistics {
         let mut stats = self.stats.clone();
         stats.recovered_instructions = self.recovery.snapshot();

@@ -8,23 +8,40 @@
 /// Size of a PCI Express function's configuration space.
 pub const CONFIG_SPACE_SIZE: usize = 4096;
 
+/// Vendor ID register (16 bits).
 pub const VENDOR_ID: usize = 0x00;
+/// Device ID register (16 bits).
 pub const DEVICE_ID: usize = 0x02;
+/// Command register (16 bits); see the `COMMAND_*` bits.
 pub const COMMAND: usize = 0x04;
+/// Status register (16 bits); error bits are write-one-to-clear.
 pub const STATUS: usize = 0x06;
+/// Revision ID register (8 bits).
 pub const REVISION_ID: usize = 0x08;
+/// Class code: programming interface, subclass, base class (3 bytes, 0x09-0x0b).
 pub const CLASS_CODE: usize = 0x09;
+/// Header type (8 bits); Cove's functions are type 0, single-function.
 pub const HEADER_TYPE: usize = 0x0e;
+/// First of the six 32-bit BAR registers (0x10-0x27).
 pub const BAR0: usize = 0x10;
+/// Subsystem vendor ID register (16 bits).
 pub const SUBSYSTEM_VENDOR_ID: usize = 0x2c;
+/// Subsystem ID register (16 bits).
 pub const SUBSYSTEM_ID: usize = 0x2e;
+/// Capabilities pointer (8 bits): offset of the first capability.
 pub const CAPABILITIES_POINTER: usize = 0x34;
+/// Interrupt line (8 bits): the IRQ number software wrote; the device ignores it.
 pub const INTERRUPT_LINE: usize = 0x3c;
+/// Interrupt pin (8 bits, read-only): 0 none, 1 INTA to 4 INTD.
 pub const INTERRUPT_PIN: usize = 0x3d;
 
+/// Command bit 0, I/O space enable: I/O BARs decode.
 pub const COMMAND_IO: u16 = 1 << 0;
+/// Command bit 1, memory space enable: memory BARs decode.
 pub const COMMAND_MEMORY: u16 = 1 << 1;
+/// Command bit 2, bus master enable: the device may do DMA and send MSIs.
 pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
+/// Command bit 10, interrupt disable: the device must not assert INTx.
 pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
 const COMMAND_WRITABLE: u16 =
     COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER | (1 << 6) | (1 << 8) | COMMAND_INTX_DISABLE;
@@ -36,6 +53,7 @@ const STATUS_W1C: u16 = 0xf900;
 
 /// Capability IDs Cove uses.
 pub const CAP_ID_VENDOR: u8 = 0x09;
+/// MSI-X capability ID.
 pub const CAP_ID_MSIX: u8 = 0x11;
 
 const FIRST_CAPABILITY: usize = 0x40;
@@ -47,16 +65,25 @@ pub const BAR_COUNT: usize = 6;
 /// What a BAR decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BarKind {
+    /// An I/O-space BAR (bit 0 set), at most 64 KiB.
     Io,
+    /// A 32-bit memory BAR.
     Memory32,
-    Memory64 { prefetchable: bool },
+    /// A 64-bit memory BAR, which takes two BAR slots.
+    Memory64 {
+        /// Whether the prefetchable bit (3) is set.
+        prefetchable: bool,
+    },
 }
 
 /// A BAR as the device declared it and the guest (or the firmware role) programmed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bar {
+    /// The BAR's slot, 0 to 5 (the low slot of a 64-bit BAR).
     pub index: usize,
+    /// What the BAR decodes.
     pub kind: BarKind,
+    /// Size in bytes: a power of two, at least 16 (4 for I/O).
     pub size: u64,
     /// The programmed base address (may be unassigned, i.e. 0, or mid-sizing).
     pub address: u64,
@@ -65,12 +92,17 @@ pub struct Bar {
 /// Identity of a PCI function.
 #[derive(Clone, Copy, Debug)]
 pub struct PciHeader {
+    /// PCI vendor ID, e.g. 0x1af4 for virtio.
     pub vendor_id: u16,
+    /// PCI device ID.
     pub device_id: u16,
     /// Base class, subclass and programming interface, as one 24-bit value (0xCCSSPP).
     pub class_code: u32,
+    /// Revision ID.
     pub revision: u8,
+    /// Subsystem vendor ID.
     pub subsystem_vendor_id: u16,
+    /// Subsystem ID.
     pub subsystem_id: u16,
     /// 0 for no INTx, 1 for INTA ... 4 for INTD.
     pub interrupt_pin: u8,
@@ -79,10 +111,13 @@ pub struct PciHeader {
 /// Why a BAR or capability could not be added (a device-model bug, found when it is built).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigSpaceError {
+    /// The slot is past BAR 5, or taken (64-bit BARs take two slots).
     #[error("BAR {0} is out of range or already used")]
     BarSlot(usize),
+    /// The size is not a power of two, below the minimum, or above what the BAR kind can decode.
     #[error("BAR size {0:#x} is not a power of two of at least 16 bytes (4 for I/O)")]
     BarSize(u64),
+    /// The capability list (0x40-0xff) has no room for a capability of this many bytes.
     #[error("no room left for a capability of {0} bytes")]
     CapabilitySpace(usize),
 }
@@ -98,6 +133,7 @@ pub struct ConfigSpace {
 }
 
 impl ConfigSpace {
+    /// A type 0 header for `header`, with no BARs or capabilities yet.
     pub fn new(header: &PciHeader) -> Self {
         let mut space = Self {
             bytes: Box::new([0; CONFIG_SPACE_SIZE]),
@@ -194,6 +230,7 @@ impl ConfigSpace {
         })
     }
 
+    /// BAR `index` with the address currently programmed, if the device declared one there.
     pub fn bar(&self, index: usize) -> Option<Bar> {
         self.bars().find(|bar| bar.index == index)
     }
@@ -261,22 +298,27 @@ impl ConfigSpace {
         }
     }
 
+    /// The command register.
     pub fn command(&self) -> u16 {
         self.u16_at(COMMAND)
     }
 
+    /// Whether memory space decoding is on ([`COMMAND_MEMORY`]).
     pub fn memory_enabled(&self) -> bool {
         self.command() & COMMAND_MEMORY != 0
     }
 
+    /// Whether I/O space decoding is on ([`COMMAND_IO`]).
     pub fn io_enabled(&self) -> bool {
         self.command() & COMMAND_IO != 0
     }
 
+    /// Whether the device may master the bus ([`COMMAND_BUS_MASTER`]).
     pub fn bus_master(&self) -> bool {
         self.command() & COMMAND_BUS_MASTER != 0
     }
 
+    /// Whether INTx is disabled ([`COMMAND_INTX_DISABLE`]).
     pub fn intx_disabled(&self) -> bool {
         self.command() & COMMAND_INTX_DISABLE != 0
     }
@@ -297,22 +339,27 @@ impl ConfigSpace {
         self.set_u16(STATUS, status);
     }
 
+    /// The interrupt pin: 0 none, 1 INTA to 4 INTD.
     pub fn interrupt_pin(&self) -> u8 {
         self.bytes[INTERRUPT_PIN]
     }
 
+    /// Sets the interrupt line register to the GSI the pin is routed to, as firmware would.
     pub fn set_interrupt_line(&mut self, line: u8) {
         self.bytes[INTERRUPT_LINE] = line;
     }
 
+    /// The byte at `offset`; 0xff beyond the 4 KiB space.
     pub fn u8_at(&self, offset: usize) -> u8 {
         self.bytes.get(offset).copied().unwrap_or(0xff)
     }
 
+    /// The little-endian 16-bit value at `offset`.
     pub fn u16_at(&self, offset: usize) -> u16 {
         u16::from_le_bytes([self.u8_at(offset), self.u8_at(offset + 1)])
     }
 
+    /// The little-endian 32-bit value at `offset`.
     pub fn u32_at(&self, offset: usize) -> u32 {
         u32::from_le_bytes([
             self.u8_at(offset),
@@ -327,6 +374,7 @@ impl ConfigSpace {
         self.bytes[offset..offset + 2].copy_from_slice(&value.to_le_bytes());
     }
 
+    /// Device-side update of 4 read-only bytes, little-endian (e.g. a BAR's type bits).
     pub fn set_u32(&mut self, offset: usize, value: u32) {
         self.bytes[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
     }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 pub trait PciDevice: Send {
     /// A short name for logs ("virtio-blk", "host bridge").
     fn name(&self) -> &str;
+    /// The function's configuration space.
     fn config(&self) -> &ConfigSpace;
+    /// The function's configuration space, for the root to program (BARs, command).
     fn config_mut(&mut self) -> &mut ConfigSpace;
     /// A guest read of config space. Devices with registers that are computed on access
     /// (windows into a BAR) override this.
@@ -38,8 +40,11 @@ pub type SharedPciDevice = Arc<Mutex<dyn PciDevice>>;
 /// Bus, device and function numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PciAddress {
+    /// Bus number, 0 to 255 (Cove plugs every device into bus 0).
     pub bus: u8,
+    /// Device (slot) number, 0 to 31.
     pub device: u8,
+    /// Function number, 0 to 7.
     pub function: u8,
 }
 

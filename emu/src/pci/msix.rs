@@ -59,6 +59,7 @@ impl Msix {
         msix
     }
 
+    /// Number of table entries (vectors).
     pub fn vector_count(&self) -> usize {
         self.entries.len()
     }
@@ -104,6 +105,7 @@ impl Msix {
         }
     }
 
+    /// Whether MSI-X Enable is set in Message Control.
     pub fn enabled(&self) -> bool {
         self.enabled
     }

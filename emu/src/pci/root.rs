@@ -20,15 +20,22 @@ pub const SLOTS: u8 = 32;
 /// Why a device could not be plugged in.
 #[derive(Debug, thiserror::Error)]
 pub enum PciError {
+    /// All 32 slots of bus 0 are taken; the text names the device.
     #[error("no free PCI slot for {0}")]
     NoSlot(String),
+    /// The I/O or MMIO window has no aligned free range left for a BAR.
     #[error("no room in the PCI {window} window for BAR {bar} ({size:#x} bytes) of {device}")]
     NoBarSpace {
+        /// The device's name.
         device: String,
+        /// The BAR's slot, 0 to 5.
         bar: usize,
+        /// The BAR's size in bytes.
         size: u64,
+        /// `"I/O"` or `"MMIO"`.
         window: &'static str,
     },
+    /// The BAR or config window could not be mapped on its bus.
     #[error(transparent)]
     Bus(#[from] BusError),
 }
@@ -337,6 +344,7 @@ pub struct ConfigPorts {
 const RESET_PORT_OFFSET: u64 = 1;
 
 impl ConfigPorts {
+    /// Ports for `root`; byte accesses at 0xcf9 go to `reset_port`, when given.
     pub fn new(root: &Arc<PciRoot>, reset_port: Option<SharedDevice>) -> Self {
         Self {
             root: Arc::downgrade(root),
@@ -418,6 +426,7 @@ pub struct Ecam {
 }
 
 impl Ecam {
+    /// The ECAM window of `root`.
     pub fn new(root: &Arc<PciRoot>) -> Self {
         Self {
             root: Arc::downgrade(root),

@@ -10,7 +10,9 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
 /// One guest buffer of a chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
+    /// Guest-physical address of the buffer.
     pub address: GuestAddress,
+    /// Length in bytes.
     pub len: u32,
     /// Device-writable (VIRTQ_DESC_F_WRITE).
     pub writable: bool,
@@ -19,6 +21,7 @@ pub struct Segment {
 /// A chain the device cannot use at all: it cannot even tell where to put a reply.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChainError {
+    /// The chain starting at this head descriptor is unusable.
     #[error("descriptor chain starting at {0} is empty, loops, is longer than the queue or names a descriptor outside it")]
     Malformed(u16),
 }
@@ -26,7 +29,9 @@ pub enum ChainError {
 /// The buffers of one available chain, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {
+    /// Index of the chain's head descriptor, which the used ring entry names.
     pub head: u16,
+    /// The chain's buffers, in order (indirect tables flattened).
     pub segments: Vec<Segment>,
 }
 
@@ -97,7 +102,9 @@ impl Chain {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("guest buffer at {address:#x} (+{len}) is outside guest memory")]
 pub struct BadBuffer {
+    /// Guest-physical start address.
     pub address: u64,
+    /// Length in bytes.
     pub len: usize,
 }
 
@@ -109,6 +116,7 @@ pub struct SegmentCursor<'a> {
 }
 
 impl<'a> SegmentCursor<'a> {
+    /// A cursor at the start of the first segment.
     pub fn new(segments: &'a [Segment]) -> Self {
         Self {
             segments,

@@ -25,6 +25,7 @@ pub struct VirtioInterrupt {
 }
 
 impl VirtioInterrupt {
+    /// Interrupts for `queues` queues through `msix`, reading the status byte in `device_status`.
     pub fn new(msix: Arc<Mutex<Msix>>, queues: usize, device_status: Arc<AtomicU8>) -> Self {
         Self {
             msix,
@@ -109,35 +110,42 @@ impl VirtioInterrupt {
         }
     }
 
+    /// Whether INTx is asserted: the ISR is non-zero and the command register allows INTx.
     pub fn intx_asserted(&self) -> bool {
         self.isr.load(Ordering::Acquire) != 0 && !self.intx_disabled.load(Ordering::Acquire)
     }
 
+    /// Wires the INTx pin to `line`, used while MSI-X is disabled.
     pub fn attach_intx(&self, line: SharedLine) {
         *self.intx.lock() = Some(line);
     }
 
+    /// Mirrors the command register's INTx disable bit; deasserts the line when set.
     pub fn set_intx_disabled(&self, disabled: bool) {
         self.intx_disabled.store(disabled, Ordering::Release);
         self.update_intx();
     }
 
+    /// The MSI-X vector of queue `index` (`NO_VECTOR` if unset or no such queue).
     pub fn queue_vector(&self, index: u16) -> u16 {
         self.queue_vectors
             .get(usize::from(index))
             .map_or(NO_VECTOR, |v| v.load(Ordering::Acquire))
     }
 
+    /// Sets queue `index`'s MSI-X vector; an out-of-range index is ignored.
     pub fn set_queue_vector(&self, index: u16, vector: u16) {
         if let Some(v) = self.queue_vectors.get(usize::from(index)) {
             v.store(vector, Ordering::Release);
         }
     }
 
+    /// The MSI-X vector for config changes (`config_msix_vector`).
     pub fn config_vector(&self) -> u16 {
         self.config_vector.load(Ordering::Acquire)
     }
 
+    /// Sets the MSI-X vector for config changes.
     pub fn set_config_vector(&self, vector: u16) {
         self.config_vector.store(vector, Ordering::Release);
     }

@@ -27,37 +27,55 @@ use vmm_sys_util::eventfd::EventFd;
 /// Device types (virtio 1.2, section 5), from `virtio-bindings`.
 pub mod device_type {
     use virtio_bindings::virtio_ids as ids;
+    /// Network card (type 1).
     pub const NET: u32 = ids::VIRTIO_ID_NET;
+    /// Block device (type 2).
     pub const BLOCK: u32 = ids::VIRTIO_ID_BLOCK;
+    /// Console (type 3).
     pub const CONSOLE: u32 = ids::VIRTIO_ID_CONSOLE;
+    /// Entropy source (type 4).
     pub const RNG: u32 = ids::VIRTIO_ID_RNG;
+    /// GPU device (type 16).
     pub const GPU: u32 = ids::VIRTIO_ID_GPU;
+    /// Input device (type 18).
     pub const INPUT: u32 = ids::VIRTIO_ID_INPUT;
+    /// Sound device (type 25).
     pub const SOUND: u32 = ids::VIRTIO_ID_SOUND;
 }
 
 /// Feature bits shared by all devices, as masks of the bit numbers `virtio-bindings` names.
 pub mod features {
     use virtio_bindings::{virtio_config, virtio_ring};
+    /// `VIRTIO_F_RING_INDIRECT_DESC` (bit 28): descriptors may point to indirect tables.
     pub const RING_INDIRECT_DESC: u64 = 1 << virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
+    /// `VIRTIO_F_RING_EVENT_IDX` (bit 29): `used_event`/`avail_event` suppress notifications.
     pub const RING_EVENT_IDX: u64 = 1 << virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+    /// `VIRTIO_F_VERSION_1` (bit 32): virtio 1.x, not legacy; the transport always offers it.
     pub const VERSION_1: u64 = 1 << virtio_config::VIRTIO_F_VERSION_1;
 }
 
 /// Device status bits, from `virtio-bindings` (which types them u32; the register is a byte).
 pub mod status {
     use virtio_bindings::virtio_config as c;
+    /// Status bit 1: the guest found the device.
     pub const ACKNOWLEDGE: u8 = c::VIRTIO_CONFIG_S_ACKNOWLEDGE as u8;
+    /// Status bit 2: the guest has a driver for it.
     pub const DRIVER: u8 = c::VIRTIO_CONFIG_S_DRIVER as u8;
+    /// Status bit 4: the driver is set up; the device may use its queues.
     pub const DRIVER_OK: u8 = c::VIRTIO_CONFIG_S_DRIVER_OK as u8;
+    /// Status bit 8: the driver accepted the features; reads back clear if the device refused.
     pub const FEATURES_OK: u8 = c::VIRTIO_CONFIG_S_FEATURES_OK as u8;
+    /// Status bit 64: the device hit an error and needs a reset.
     pub const DEVICE_NEEDS_RESET: u8 = c::VIRTIO_CONFIG_S_NEEDS_RESET as u8;
+    /// Status bit 128: the driver gave up on the device.
     pub const FAILED: u8 = c::VIRTIO_CONFIG_S_FAILED as u8;
 }
 
 /// A queue the driver enabled, ready for a worker.
 pub struct ReadyQueue {
+    /// The queue's index.
     pub index: u16,
+    /// The queue, with the ring addresses and size the driver programmed.
     pub queue: Queue,
     /// Signalled when the driver notifies this queue.
     pub doorbell: EventFd,
@@ -91,25 +109,30 @@ pub fn read_config_struct<T: bytemuck::NoUninit>(config: &T, offset: u64, data: 
 
 /// What a device gets when the driver sets DRIVER_OK.
 pub struct Activation {
+    /// Guest memory the queues and buffers live in.
     pub memory: GuestMemoryMmap,
     /// The features the driver accepted.
     pub features: u64,
     /// The enabled queues, in index order.
     pub queues: Vec<ReadyQueue>,
+    /// Where the device sends used-buffer and config-change interrupts (MSI-X or INTx).
     pub interrupt: std::sync::Arc<VirtioInterrupt>,
 }
 
 /// Why a device could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
+    /// The device needs this queue, but the driver left it disabled at DRIVER_OK.
     #[error("queue {0} is required but the driver did not enable it")]
     MissingQueue(u16),
+    /// The worker thread or its eventfds could not be created.
     #[error("cannot start the worker: {0}")]
     Worker(#[from] std::io::Error),
 }
 
 /// A virtio device model, independent of transport and hypervisor.
 pub trait VirtioDevice: Send {
+    /// The virtio device ID (virtio 1.2 section 5), one of [`device_type`].
     fn device_type(&self) -> u32;
     /// A short name for logs.
     fn name(&self) -> &str;

@@ -23,47 +23,78 @@ const MODERN_DEVICE_ID_BASE: u16 = 0x1040;
 
 /// Layout of BAR 0.
 pub const BAR_INDEX: usize = 0;
+/// Size of BAR 0 in bytes (32 KiB).
 pub const BAR_SIZE: u64 = 0x8000;
+/// Offset of the common configuration (`VIRTIO_PCI_CAP_COMMON_CFG`) in BAR 0.
 pub const COMMON_OFFSET: u64 = 0x0000;
+/// Length of the common configuration structure in bytes.
 pub const COMMON_LEN: u64 = 0x38;
+/// Offset of the ISR status byte (`VIRTIO_PCI_CAP_ISR_CFG`) in BAR 0.
 pub const ISR_OFFSET: u64 = 0x1000;
+/// Length of the ISR region in bytes.
 pub const ISR_LEN: u64 = 4;
+/// Offset of the device-specific configuration (`VIRTIO_PCI_CAP_DEVICE_CFG`) in BAR 0.
 pub const DEVICE_OFFSET: u64 = 0x2000;
+/// Length of the device-specific configuration region in bytes.
 pub const DEVICE_LEN: u64 = 0x1000;
+/// Offset of the queue doorbells (`VIRTIO_PCI_CAP_NOTIFY_CFG`) in BAR 0.
 pub const NOTIFY_OFFSET: u64 = 0x3000;
 /// Each queue's doorbell is its own dword, so KVM can match it by address alone.
 pub const NOTIFY_MULTIPLIER: u32 = 4;
+/// Offset of the MSI-X table in BAR 0 (16 bytes per vector).
 pub const MSIX_TABLE_OFFSET: u64 = 0x4000;
+/// `VIRTIO_BLK_S_UNSUPP`: the request type, or a range flag, is not supported.
 pub const MSIX_PBA_OFFSET: u64 = 0x6000;
 const MAX_QUEUES: usize = ((MSIX_TABLE_OFFSET - NOTIFY_OFFSET) / NOTIFY_MULTIPLIER as u64) as usize;
 const MAX_VECTORS: usize = ((MSIX_PBA_OFFSET - MSIX_TABLE_OFFSET) / 16) as usize;
 
 /// `cfg_type` of the virtio vendor capabilities.
 pub mod cap_type {
+    /// `VIRTIO_PCI_CAP_COMMON_CFG`.
     pub const COMMON: u8 = 1;
+    /// `VIRTIO_PCI_CAP_NOTIFY_CFG`.
     pub const NOTIFY: u8 = 2;
+    /// `VIRTIO_PCI_CAP_ISR_CFG`.
     pub const ISR: u8 = 3;
+    /// `VIRTIO_PCI_CAP_DEVICE_CFG`.
     pub const DEVICE: u8 = 4;
+    /// `VIRTIO_PCI_CAP_PCI_CFG`: a config-space window onto the BAR.
     pub const PCI_CFG: u8 = 5;
 }
 
 /// Register offsets in the common configuration structure.
 pub mod common {
+    /// `device_feature_select` (le32): which 32 feature bits `device_feature` shows.
     pub const DEVICE_FEATURE_SELECT: u64 = 0x00;
+    /// `device_feature` (le32, read-only).
     pub const DEVICE_FEATURE: u64 = 0x04;
+    /// `driver_feature_select` (le32): which 32 bits `driver_feature` writes.
     pub const DRIVER_FEATURE_SELECT: u64 = 0x08;
+    /// `driver_feature` (le32).
     pub const DRIVER_FEATURE: u64 = 0x0c;
+    /// `config_msix_vector` (le16): MSI-X vector for config changes, or `NO_VECTOR`.
     pub const CONFIG_MSIX_VECTOR: u64 = 0x10;
+    /// `num_queues` (le16, read-only).
     pub const NUM_QUEUES: u64 = 0x12;
+    /// `device_status` (u8); writing 0 resets the device.
     pub const DEVICE_STATUS: u64 = 0x14;
+    /// `config_generation` (u8, read-only): changes when the device config changes.
     pub const CONFIG_GENERATION: u64 = 0x15;
+    /// `queue_select` (le16): which queue the `queue_*` registers show.
     pub const QUEUE_SELECT: u64 = 0x16;
+    /// `queue_size` (le16): number of entries; reads the maximum until the driver writes it.
     pub const QUEUE_SIZE: u64 = 0x18;
+    /// `queue_msix_vector` (le16): MSI-X vector of the selected queue, or `NO_VECTOR`.
     pub const QUEUE_MSIX_VECTOR: u64 = 0x1a;
+    /// `queue_enable` (le16): 1 once the driver has set the queue up.
     pub const QUEUE_ENABLE: u64 = 0x1c;
+    /// `queue_notify_off` (le16, read-only): doorbell index, times the notify multiplier.
     pub const QUEUE_NOTIFY_OFF: u64 = 0x1e;
+    /// `queue_desc` (le64): guest-physical address of the descriptor table.
     pub const QUEUE_DESC: u64 = 0x20;
+    /// `queue_driver` (le64): guest-physical address of the available ring.
     pub const QUEUE_DRIVER: u64 = 0x28;
+    /// `queue_device` (le64): guest-physical address of the used ring.
     pub const QUEUE_DEVICE: u64 = 0x30;
 }
 
@@ -120,19 +151,30 @@ pub struct VirtioPciDevice {
 /// Why the transport could not be built (a device-model or host problem, at machine build).
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// The device declares no queues or more than the notify region has doorbells for.
     #[error("{0}: a virtio device needs 1 to {MAX_QUEUES} queues")]
     QueueCount(String),
+    /// A queue's maximum size is not a power of two up to 32768.
     #[error("{name}: queue size {size} is not a power of two up to 32768")]
-    QueueSize { name: String, size: u16 },
+    QueueSize {
+        /// The device's name.
+        name: String,
+        /// The offending maximum queue size.
+        size: u16,
+    },
+    /// MSI-X vectors could not be allocated from the hypervisor.
     #[error("cannot allocate MSI vectors: {0}")]
     Msi(#[from] crate::interrupt::MsiError),
+    /// A doorbell eventfd could not be created.
     #[error("cannot create a doorbell eventfd: {0}")]
     EventFd(#[from] std::io::Error),
+    /// The BAR or a capability did not fit the configuration space (a device-model bug).
     #[error("PCI configuration space: {0}")]
     Config(#[from] config_space::ConfigSpaceError),
 }
 
 impl VirtioPciDevice {
+    /// Wraps `device` with its config space, BAR 0 layout, MSI-X vectors from `msi` and doorbells.
     pub fn new(
         device: Box<dyn VirtioDevice>,
         memory: GuestMemoryMmap,

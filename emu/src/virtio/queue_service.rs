@@ -15,8 +15,11 @@ pub struct QueueLayout {
     pub max_size: u16,
     /// The entries the driver chose.
     pub size: u16,
+    /// Guest-physical address of the descriptor table (`queue_desc`).
     pub desc: GuestAddress,
+    /// Guest-physical address of the available ring (`queue_driver`).
     pub avail: GuestAddress,
+    /// Guest-physical address of the used ring (`queue_device`).
     pub used: GuestAddress,
 }
 

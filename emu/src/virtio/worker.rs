@@ -19,7 +19,9 @@ pub type Handler = Box<dyn FnMut(usize) -> bool + Send>;
 /// What a device serves once activated: the doorbells its worker waits on and the handler it
 /// runs for each, in the same order.
 pub struct Service {
+    /// Eventfds signalled when the driver notifies each queue.
     pub doorbells: Vec<EventFd>,
+    /// Runs with the index (into `doorbells`) of the doorbell that rang.
     pub handler: Handler,
 }
 

@@ -68,18 +68,25 @@ const P_LVL3_LAT_NONE: u16 = 1001;
 /// Why the ACPI tables could not be built or written.
 #[derive(Debug, thiserror::Error)]
 pub enum AcpiError {
+    /// The vCPU count is 0; the MADT describes 1 to 255 processors.
     #[error("the MADT cannot describe {0} vCPUs (1 to 255 are supported)")]
     InvalidCpuCount(u8),
+    /// An `acpi_tables` builder rejected a table; the text says which and why.
     #[error("malformed ACPI table: {0}")]
     InvalidTable(String),
+    /// The tables do not fit between their start and [`layout::ACPI_END`] (1 MiB).
     #[error(
         "ACPI tables need {size:#x} bytes, more than the {available:#x} bytes from {start:#x}"
     )]
     TooLarge {
+        /// Total size of all tables, in bytes.
         size: u64,
+        /// Bytes free from `start` up to the end of the ACPI region.
         available: u64,
+        /// Guest-physical address the tables would start at.
         start: u64,
     },
+    /// Writing the finished tables into guest memory failed.
     #[error("cannot write ACPI tables to guest memory: {0}")]
     GuestMemory(#[source] vm_memory::GuestMemoryError),
 }

@@ -35,38 +35,82 @@ const ELF_KERNEL_ALIGNMENT: u32 = 0x100_0000;
 /// Why the kernel could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
+    /// The kernel image file could not be opened or its size read.
     #[error("cannot open kernel {path}: {source}")]
     OpenKernel {
+        /// Kernel image path from the configuration.
         path: PathBuf,
+        /// The error from opening the file.
         source: std::io::Error,
     },
+    /// The file has neither an ELF header nor a bzImage "HdrS" setup header.
     #[error("{path} is not a Linux kernel: it is neither an ELF vmlinux nor a bzImage")]
-    NotAKernel { path: PathBuf },
+    NotAKernel {
+        /// Kernel image path from the configuration.
+        path: PathBuf,
+    },
+    /// `linux-loader` failed to load the image (other than for lack of memory).
     #[error("cannot load kernel {path}: {source}")]
     LoadKernel {
+        /// Kernel image path from the configuration.
         path: PathBuf,
+        /// The loader's error.
         source: loader::Error,
     },
+    /// A bzImage older than boot protocol 2.12, or without `XLF_KERNEL_64`: no 64-bit entry point.
     #[error("{path} uses boot protocol {version:#x}; Cove needs 2.12 or later with a 64-bit entry point")]
-    OldKernel { path: PathBuf, version: u16 },
+    OldKernel {
+        /// Kernel image path from the configuration.
+        path: PathBuf,
+        /// The setup header's boot protocol version, e.g. `0x020c` for 2.12.
+        version: u16,
+    },
+    /// Guest RAM below the MMIO hole cannot hold the kernel loaded at 1 MiB.
     #[error("guest memory is too small for this kernel: it needs {needed:#x} bytes and the VM has {available:#x}")]
-    KernelTooBig { needed: u64, available: u64 },
+    KernelTooBig {
+        /// Bytes of low RAM the kernel needs: 1 MiB plus the image file's size.
+        needed: u64,
+        /// Bytes of RAM below the MMIO hole.
+        available: u64,
+    },
+    /// The initrd file could not be opened or its size read.
     #[error("cannot open initrd {path}: {source}")]
     OpenInitrd {
+        /// Initrd path from the configuration.
         path: PathBuf,
+        /// The error from opening the file.
         source: std::io::Error,
     },
+    /// The initrd does not fit between the kernel's end and the highest address it may occupy.
     #[error("initrd {path} ({size} bytes) does not fit in guest memory: {free} bytes are free between the kernel and {limit:#x}")]
     InitrdTooBig {
+        /// Initrd path from the configuration.
         path: PathBuf,
+        /// Initrd size in bytes.
         size: u64,
+        /// Bytes free between the page-aligned end of the kernel and `limit`.
         free: u64,
+        /// Guest-physical address the initrd must end below: the end of low RAM or the
+        /// kernel's `initrd_addr_max` + 1, whichever is lower.
         limit: u64,
     },
+    /// Copying the initrd file into guest memory failed.
     #[error("cannot read initrd {path}: {reason}")]
-    ReadInitrd { path: PathBuf, reason: String },
+    ReadInitrd {
+        /// Initrd path from the configuration.
+        path: PathBuf,
+        /// The guest-memory or I/O error, as text.
+        reason: String,
+    },
+    /// The command line is over [`CMDLINE_MAX_SIZE`] bytes or `linux-loader` rejects a character.
     #[error("kernel command line is too long (at most {max} bytes): {reason}")]
-    Cmdline { max: usize, reason: String },
+    Cmdline {
+        /// The limit in bytes, [`CMDLINE_MAX_SIZE`].
+        max: usize,
+        /// What `linux-loader`'s `Cmdline` objected to.
+        reason: String,
+    },
+    /// The zero page (boot_params, e820 map) could not be written to guest memory.
     #[error("cannot write boot parameters: {0}")]
     BootParams(String),
 }
@@ -83,7 +127,9 @@ pub struct KernelEntry {
 /// The kernel image formats Cove boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KernelFormat {
+    /// An ELF `vmlinux`, loaded where its program headers say.
     Elf,
+    /// A bzImage (Linux x86 boot protocol), whose protected-mode part is loaded at 1 MiB.
     BzImage,
 }
 
@@ -104,8 +150,11 @@ pub fn detect_format(file: &mut File) -> std::io::Result<Option<KernelFormat>> {
 
 /// What to boot.
 pub struct BootSpec<'a> {
+    /// Path of the kernel image (ELF vmlinux or bzImage).
     pub kernel: &'a Path,
+    /// Path of an initial ramdisk, placed at the top of low RAM; `None` boots without one.
     pub initrd: Option<&'a Path>,
+    /// Kernel command line, at most [`CMDLINE_MAX_SIZE`] bytes; surrounding whitespace is trimmed.
     pub cmdline: &'a str,
     /// Where the RSDP is, when ACPI tables were written.
     pub rsdp: Option<GuestAddress>,

@@ -11,16 +11,23 @@ use std::time::UNIX_EPOCH;
 
 /// What a QMP session needs from the VM.
 pub trait QmpTarget: Send + Sync {
+    /// The VM's run status, for `query-status`.
     fn status(&self) -> VmStatus;
     /// Returns once every vCPU is parked (STOP already emitted), or why not.
     fn pause(&self) -> Result<(), String>;
     /// Returns once the vCPUs run (RESUME already emitted), or why not.
     fn resume(&self) -> Result<(), String>;
+    /// Resets the machine, for `system_reset`.
     fn reset(&self);
+    /// Presses the ACPI power button, for `system_powerdown`.
     fn power_down(&self);
+    /// Turns the VM off now, for `quit`.
     fn quit(&self);
+    /// The vCPUs, for `query-cpus-fast`.
     fn cpus(&self) -> Vec<CpuInfo>;
+    /// The disks, for `query-block`.
     fn block_devices(&self) -> Vec<BlockInfo>;
+    /// Writes the display to `path`, for `screendump`; the error text goes into a `GenericError`.
     fn screendump(&self, path: &Path, format: ImageFormat) -> Result<(), String>;
 }
 
@@ -72,7 +79,9 @@ pub const COMMANDS: &[&str] = &[
 
 /// QMP error classes.
 pub mod class {
+    /// `GenericError`: any failure without a more specific class.
     pub const GENERIC: &str = "GenericError";
+    /// `CommandNotFound`: the `execute` member names a command Cove does not have.
     pub const COMMAND_NOT_FOUND: &str = "CommandNotFound";
 }
 

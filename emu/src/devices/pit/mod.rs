@@ -55,6 +55,7 @@ const P61_OUT2: u8 = 0x20;
 
 /// A monotonic time source: the time since an arbitrary, fixed epoch.
 pub trait Clock: Send + Sync {
+    /// Time elapsed since the clock's epoch.
     fn now(&self) -> Duration;
 }
 
@@ -64,6 +65,7 @@ pub struct RealClock {
 }
 
 impl RealClock {
+    /// A clock whose epoch is now.
     pub fn new() -> Self {
         Self {
             epoch: Instant::now(),

@@ -30,11 +30,13 @@ pub enum ByteSource {
 /// A decoded instruction with exactly its own bytes.
 #[derive(Debug, Clone)]
 pub struct DecodedInstruction {
+    /// The instruction as `iced-x86` decoded it.
     pub instruction: Instruction,
     /// The instruction's bytes (`instruction.len()` of them).
     pub bytes: Vec<u8>,
     /// The code size it was decoded with: 16, 32 or 64.
     pub bitness: u32,
+    /// Whether the bytes came from the exit's data or were read from guest memory.
     pub source: ByteSource,
 }
 
@@ -43,6 +45,7 @@ pub struct DecodedInstruction {
 pub struct DecodeFailure {
     /// Whatever bytes were found (possibly none).
     pub bytes: Vec<u8>,
+    /// Why decoding failed, e.g. too few bytes or an invalid encoding.
     pub reason: String,
 }
 

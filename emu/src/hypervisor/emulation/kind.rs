@@ -6,16 +6,27 @@ use std::fmt;
 /// The instructions Cove recovers from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecoveredKind {
+    /// `int3`: #BP delivered as a trap, RIP after the instruction.
     Int3,
+    /// `fwait`/`wait`: #NM or #MF when the x87 state says so, otherwise nothing.
     Fwait,
+    /// `ldmxcsr m32`: load MXCSR, #GP(0) for reserved bits.
     Ldmxcsr,
+    /// `stmxcsr m32`: store MXCSR.
     Stmxcsr,
+    /// `lfence`: retired as is (the exit already serialised).
     Lfence,
+    /// `sfence`: retired as is.
     Sfence,
+    /// `mfence`: retired as is.
     Mfence,
+    /// `verw r/m16`: ZF by the selector's writability (the kernel's MDS buffer clearing).
     Verw,
+    /// `clac`: clear RFLAGS.AC; #UD above CPL 0.
     Clac,
+    /// `stac`: set RFLAGS.AC; #UD above CPL 0.
     Stac,
+    /// `popcnt r, r/m`: count set bits, ZF for a zero source.
     Popcnt,
 }
 

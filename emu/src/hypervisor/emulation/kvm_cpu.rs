@@ -72,7 +72,9 @@ pub fn emulation_failure_data(run: &kvm_run) -> Option<Vec<u64>> {
 /// A KVM vCPU and its VM's memory, as recovery sees them. Use it only while the vCPU is not
 /// running (between `KVM_RUN` calls on the vCPU's own thread).
 pub struct KvmGuestCpu<'a> {
+    /// The vCPU whose registers are read and written.
     pub vcpu: &'a VcpuFd,
+    /// The VM's guest memory, for guest-virtual accesses after translation.
     pub memory: &'a GuestMemoryMmap,
 }
 
@@ -89,6 +91,7 @@ struct Piece {
 }
 
 impl<'a> KvmGuestCpu<'a> {
+    /// Wraps `vcpu` and `memory`; the vCPU must not be running while this is used.
     pub fn new(vcpu: &'a VcpuFd, memory: &'a GuestMemoryMmap) -> Self {
         KvmGuestCpu { vcpu, memory }
     }

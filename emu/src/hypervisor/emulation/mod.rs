@@ -37,11 +37,15 @@ pub const DEFAULT_MXCSR_MASK: u32 = 0xffff;
 
 /// What recovery needs from a vCPU: registers, guest-virtual memory and exception injection.
 pub trait GuestCpu {
+    /// The general-purpose registers, RIP and RFLAGS (`KVM_GET_REGS`).
     fn regs(&self) -> Result<kvm_regs, CpuAccessError>;
+    /// Writes the general-purpose registers, RIP and RFLAGS (`KVM_SET_REGS`).
     fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), CpuAccessError>;
+    /// The segment, control and descriptor-table registers and EFER (`KVM_GET_SREGS`).
     fn sregs(&self) -> Result<kvm_sregs, CpuAccessError>;
     /// The SSE control/status register.
     fn mxcsr(&self) -> Result<u32, CpuAccessError>;
+    /// Sets MXCSR; callers have already checked it against [`GuestCpu::mxcsr_mask`].
     fn set_mxcsr(&mut self, value: u32) -> Result<(), CpuAccessError>;
     /// The MXCSR bits software may set (MXCSR_MASK in the FXSAVE area); setting any other bit
     /// raises #GP. The default is [`DEFAULT_MXCSR_MASK`].
@@ -67,12 +71,16 @@ pub trait GuestCpu {
 /// A vCPU register or memory access that failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CpuAccessError {
+    /// A KVM ioctl on the vCPU failed; the text names the ioctl and the error.
     #[error("vCPU ioctl failed: {0}")]
     Ioctl(String),
+    /// The guest page tables have no present mapping for this guest-virtual address.
     #[error("guest virtual address {0:#x} is not mapped")]
     Unmapped(u64),
+    /// The guest-physical address a translation led to is not guest RAM.
     #[error("guest physical address {0:#x} is outside guest memory")]
     OutsideMemory(u64),
+    /// The page tables forbid this access (write to read-only, or user access to supervisor).
     #[error(
         "guest virtual address {0:#x} does not permit this access at the current privilege level"
     )]

@@ -24,6 +24,7 @@ const PHYSICAL_ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// Where a guest-virtual address maps, and what every level of the walk allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Translation {
+    /// The guest-physical address the guest-virtual address maps to.
     pub gpa: u64,
     /// R/W set at every level.
     pub writable: bool,

@@ -16,6 +16,7 @@ pub const NOT_RECOVERED: &str = "instruction not recovered by Cove";
 /// A recovery that was carried out: the vCPU can be resumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
+    /// Which instruction was recovered.
     pub kind: RecoveredKind,
     /// RIP of the instruction (before any advance).
     pub rip: u64,
@@ -26,11 +27,13 @@ pub struct Recovered {
 /// Why the vCPU cannot be resumed, with everything known about the instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailureReport {
+    /// RIP of the instruction that could not be emulated.
     pub rip: u64,
     /// The instruction's bytes (all bytes found when it could not be decoded).
     pub bytes: Vec<u8>,
     /// The instruction in Intel syntax, e.g. `"shlx eax,ebx,ecx"`.
     pub decoded: Option<String>,
+    /// Why recovery gave up, e.g. [`NOT_RECOVERED`] or an unmapped operand.
     pub reason: String,
 }
 
@@ -55,7 +58,9 @@ impl fmt::Display for FailureReport {
 /// The result of [`handle_emulation_failure`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The instruction was carried out (or its exception injected); resume the vCPU.
     Recovered(Recovered),
+    /// Nothing could be done; the VM must stop with this report.
     Failed(FailureReport),
 }
 

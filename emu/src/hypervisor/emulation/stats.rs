@@ -13,6 +13,7 @@ pub struct RecoveryStats {
 }
 
 impl RecoveryStats {
+    /// All counters at zero.
     pub fn new() -> Self {
         Self::default()
     }

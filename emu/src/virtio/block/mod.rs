@@ -13,12 +13,19 @@ use std::sync::Arc;
 /// Feature bits of virtio-blk, as masks of the bit numbers `virtio-bindings` names.
 pub mod feature {
     use virtio_bindings::virtio_blk as blk;
+    /// `VIRTIO_BLK_F_SEG_MAX`: `seg_max` in the config limits data segments per request.
     pub const SEG_MAX: u64 = 1 << blk::VIRTIO_BLK_F_SEG_MAX;
+    /// `VIRTIO_BLK_F_RO`: the disk is read-only.
     pub const RO: u64 = 1 << blk::VIRTIO_BLK_F_RO;
+    /// `VIRTIO_BLK_F_BLK_SIZE`: `blk_size` in the config gives the logical block size.
     pub const BLK_SIZE: u64 = 1 << blk::VIRTIO_BLK_F_BLK_SIZE;
+    /// `VIRTIO_BLK_F_FLUSH`: the FLUSH request type is supported.
     pub const FLUSH: u64 = 1 << blk::VIRTIO_BLK_F_FLUSH;
+    /// `VIRTIO_BLK_F_MQ`: `num_queues` in the config gives more than one request queue.
     pub const MQ: u64 = 1 << blk::VIRTIO_BLK_F_MQ;
+    /// `VIRTIO_BLK_F_DISCARD`: the DISCARD request type is supported.
     pub const DISCARD: u64 = 1 << blk::VIRTIO_BLK_F_DISCARD;
+    /// `VIRTIO_BLK_F_WRITE_ZEROES`: the WRITE_ZEROES request type is supported.
     pub const WRITE_ZEROES: u64 = 1 << blk::VIRTIO_BLK_F_WRITE_ZEROES;
 }
 
@@ -103,6 +110,7 @@ pub struct Block {
 }
 
 impl Block {
+    /// A virtio-blk device for `disk`, 1 to [`MAX_QUEUES`] queues; the serial is cut to 20 bytes.
     pub fn new(disk: Arc<dyn DiskBackend>, options: BlockOptions) -> Self {
         let queues = options.queues.clamp(1, MAX_QUEUES);
         let mut serial = [0u8; ID_BYTES];

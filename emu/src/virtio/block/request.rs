@@ -21,19 +21,28 @@ const MAX_READ_LEN: u64 = u32::MAX as u64 - 1;
 /// Request types, from `virtio-bindings`.
 pub mod kind {
     use virtio_bindings::virtio_blk as blk;
+    /// `VIRTIO_BLK_T_IN`: read sectors into the guest's buffers.
     pub const IN: u32 = blk::VIRTIO_BLK_T_IN;
+    /// `VIRTIO_BLK_T_OUT`: write the guest's buffers to sectors.
     pub const OUT: u32 = blk::VIRTIO_BLK_T_OUT;
+    /// `VIRTIO_BLK_T_FLUSH`: make earlier writes durable.
     pub const FLUSH: u32 = blk::VIRTIO_BLK_T_FLUSH;
+    /// `VIRTIO_BLK_T_GET_ID`: return the serial, up to 20 bytes.
     pub const GET_ID: u32 = blk::VIRTIO_BLK_T_GET_ID;
+    /// `VIRTIO_BLK_T_DISCARD`: the listed sector ranges may be freed.
     pub const DISCARD: u32 = blk::VIRTIO_BLK_T_DISCARD;
+    /// `VIRTIO_BLK_T_WRITE_ZEROES`: the listed sector ranges read as zero afterwards.
     pub const WRITE_ZEROES: u32 = blk::VIRTIO_BLK_T_WRITE_ZEROES;
 }
 
 /// Status codes, from `virtio-bindings` (the status is one byte).
 pub mod status {
     use virtio_bindings::virtio_blk as blk;
+    /// `VIRTIO_BLK_S_OK`: the request succeeded.
     pub const OK: u8 = blk::VIRTIO_BLK_S_OK as u8;
+    /// `VIRTIO_BLK_S_IOERR`: the request failed, or was malformed.
     pub const IOERR: u8 = blk::VIRTIO_BLK_S_IOERR as u8;
+    /// `VIRTIO_BLK_S_UNSUPP`: the request type, or a range flag, is not supported.
     pub const UNSUPP: u8 = blk::VIRTIO_BLK_S_UNSUPP as u8;
 }
 
@@ -67,17 +76,25 @@ const RANGE_FLAG_UNMAP: u32 = blk::VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
 
 /// What a request may do to the disk.
 pub struct Limits {
+    /// Most sectors in one DISCARD segment (`max_discard_sectors`).
     pub max_discard_sectors: u32,
+    /// Most segments in one DISCARD request (`max_discard_seg`).
     pub max_discard_segments: u32,
+    /// Most sectors in one WRITE_ZEROES segment (`max_write_zeroes_sectors`).
     pub max_write_zeroes_sectors: u32,
+    /// Most segments in one WRITE_ZEROES request (`max_write_zeroes_seg`).
     pub max_write_zeroes_segments: u32,
 }
 
 /// The state a queue worker keeps between requests.
 pub struct RequestContext<'a> {
+    /// The image requests go to.
     pub disk: &'a dyn DiskBackend,
+    /// The serial GET_ID returns, NUL-padded to 20 bytes.
     pub serial: &'a [u8; ID_BYTES],
+    /// Limits on DISCARD and WRITE_ZEROES.
     pub limits: &'a Limits,
+    /// Bounce buffer reused between requests (at most 1 MiB is used per step).
     pub buffer: &'a mut Vec<u8>,
 }
 

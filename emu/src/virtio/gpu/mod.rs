@@ -26,9 +26,11 @@ pub const DEFAULT_BUDGET: u64 = 256 << 20;
 /// How to build the GPU.
 #[derive(Clone)]
 pub struct GpuOptions {
+    /// Number of scanouts, clamped to 1 to [`MAX_SCANOUTS`](protocol::MAX_SCANOUTS).
     pub scanouts: usize,
     /// The initial display size the guest is offered.
     pub width: u32,
+    /// The initial display height in pixels.
     pub height: u32,
     /// Host memory for resources, in bytes.
     pub budget: u64,
@@ -101,6 +103,7 @@ pub struct Gpu {
 }
 
 impl Gpu {
+    /// The device and a handle the host display uses to offer new sizes; `sink` shows the scanouts.
     pub fn new(options: &GpuOptions, sink: Option<SharedSink>) -> (Self, GpuHandle) {
         let shared = Arc::new(Shared {
             state: Mutex::new(GpuState::new(

@@ -5,40 +5,63 @@
 use crate::scanout::{PixelFormat, Rect};
 use virtio_bindings::virtio_gpu as bindings;
 
+/// `VIRTIO_GPU_CMD_GET_DISPLAY_INFO`: the scanouts' sizes and whether they are enabled.
 pub const CMD_GET_DISPLAY_INFO: u32 =
     bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_GET_DISPLAY_INFO;
+/// `VIRTIO_GPU_CMD_RESOURCE_CREATE_2D`: a host resource of a format and size.
 pub const CMD_RESOURCE_CREATE_2D: u32 =
     bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_RESOURCE_CREATE_2D;
+/// `VIRTIO_GPU_CMD_RESOURCE_UNREF`: destroy a resource.
 pub const CMD_RESOURCE_UNREF: u32 = bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_RESOURCE_UNREF;
+/// `VIRTIO_GPU_CMD_SET_SCANOUT`: show a rectangle of a resource on a scanout (resource 0: off).
 pub const CMD_SET_SCANOUT: u32 = bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_SET_SCANOUT;
+/// `VIRTIO_GPU_CMD_RESOURCE_FLUSH`: a rectangle of a resource changed; update its scanouts.
 pub const CMD_RESOURCE_FLUSH: u32 = bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_RESOURCE_FLUSH;
+/// `VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D`: copy a rectangle from guest backing to the host.
 pub const CMD_TRANSFER_TO_HOST_2D: u32 =
     bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D;
+/// `VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING`: give a resource its guest memory pages.
 pub const CMD_RESOURCE_ATTACH_BACKING: u32 =
     bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING;
+/// `VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING`: take a resource's guest memory back.
 pub const CMD_RESOURCE_DETACH_BACKING: u32 =
     bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING;
+/// `VIRTIO_GPU_CMD_GET_EDID`: the EDID blob of a scanout (needs [`F_EDID`]).
 pub const CMD_GET_EDID: u32 = bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_GET_EDID;
+/// `VIRTIO_GPU_CMD_UPDATE_CURSOR` (cursor queue): new cursor image and position.
 pub const CMD_UPDATE_CURSOR: u32 = bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_UPDATE_CURSOR;
+/// `VIRTIO_GPU_CMD_MOVE_CURSOR` (cursor queue): new cursor position only.
 pub const CMD_MOVE_CURSOR: u32 = bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_CMD_MOVE_CURSOR;
 
+/// `VIRTIO_GPU_RESP_OK_NODATA`: success, header only.
 pub const RESP_OK_NODATA: u32 = bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_RESP_OK_NODATA;
+/// `VIRTIO_GPU_RESP_OK_DISPLAY_INFO`: success, with `virtio_gpu_resp_display_info`.
 pub const RESP_OK_DISPLAY_INFO: u32 =
     bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
+/// `VIRTIO_GPU_RESP_OK_EDID`: success, with `virtio_gpu_resp_edid`.
 pub const RESP_OK_EDID: u32 = bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_RESP_OK_EDID;
+/// `VIRTIO_GPU_RESP_ERR_UNSPEC`: failure of an unknown or malformed command.
 pub const RESP_ERR_UNSPEC: u32 = bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_RESP_ERR_UNSPEC;
+/// `VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY`: the resource budget or host memory is exhausted.
 pub const RESP_ERR_OUT_OF_MEMORY: u32 =
     bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY;
+/// `VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID`: no such scanout.
 pub const RESP_ERR_INVALID_SCANOUT_ID: u32 =
     bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
+/// `VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID`: no such resource, or the id is already taken.
 pub const RESP_ERR_INVALID_RESOURCE_ID: u32 =
     bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID;
+/// `VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER`: a rectangle, format or size is out of range.
 pub const RESP_ERR_INVALID_PARAMETER: u32 =
     bindings::virtio_gpu_ctrl_type_VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER;
 
+/// `VIRTIO_GPU_FLAG_FENCE` in [`Header::flags`]: the response must echo the fence.
 pub const FLAG_FENCE: u32 = bindings::VIRTIO_GPU_FLAG_FENCE;
+/// Feature bit `VIRTIO_GPU_F_EDID`: the device answers [`CMD_GET_EDID`].
 pub const F_EDID: u64 = 1 << bindings::VIRTIO_GPU_F_EDID;
+/// `VIRTIO_GPU_EVENT_DISPLAY` in `events_read`: the display configuration changed.
 pub const EVENT_DISPLAY: u32 = bindings::VIRTIO_GPU_EVENT_DISPLAY;
+/// The most scanouts virtio-gpu describes (16).
 pub const MAX_SCANOUTS: usize = bindings::VIRTIO_GPU_MAX_SCANOUTS as usize;
 
 /// Size of the control header every command and response starts with.
@@ -62,10 +85,15 @@ pub fn pixel_format(code: u32) -> Option<PixelFormat> {
 /// The control header of a command.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Header {
+    /// Command or response type (`type`): a `CMD_*` or `RESP_*` code.
     pub kind: u32,
+    /// `flags`: [`FLAG_FENCE`] asks for a fenced response.
     pub flags: u32,
+    /// `fence_id`, echoed in the response when fenced.
     pub fence_id: u64,
+    /// `ctx_id`, the 3D context; 0 for 2D commands, echoed.
     pub ctx_id: u32,
+    /// `ring_idx`, echoed in the response.
     pub ring_idx: u8,
 }
 
@@ -93,21 +121,25 @@ pub struct FieldReader<'a> {
 }
 
 impl<'a> FieldReader<'a> {
+    /// A reader at the start of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
         Self { bytes, at: 0 }
     }
 
+    /// The next 4 bytes as a little-endian `u32`.
     pub fn u32(&mut self) -> Result<u32, ShortCommand> {
         let raw = self.take(4)?;
         Ok(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]))
     }
 
+    /// The next 8 bytes as a little-endian `u64`.
     pub fn u64(&mut self) -> Result<u64, ShortCommand> {
         let low = u64::from(self.u32()?);
         let high = u64::from(self.u32()?);
         Ok(low | (high << 32))
     }
 
+    /// The next 16 bytes as a `virtio_gpu_rect`: x, y, width, height.
     pub fn rect(&mut self) -> Result<Rect, ShortCommand> {
         Ok(Rect::new(
             self.u32()?,
@@ -117,6 +149,7 @@ impl<'a> FieldReader<'a> {
         ))
     }
 
+    /// The next 24 bytes as a control header.
     pub fn header(&mut self) -> Result<Header, ShortCommand> {
         let kind = self.u32()?;
         let flags = self.u32()?;

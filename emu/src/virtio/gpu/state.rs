@@ -75,7 +75,9 @@ impl Resource {
 pub struct Scanout {
     /// The size the host offers (the window).
     pub width: u32,
+    /// The height the host offers, in pixels.
     pub height: u32,
+    /// Whether the scanout is reported enabled in GET_DISPLAY_INFO; the first one always is.
     pub enabled: bool,
     /// The resource shown and the part of it.
     resource: u32,
@@ -133,6 +135,7 @@ impl GpuState {
         }
     }
 
+    /// Number of scanouts, 1 to 16.
     pub fn scanout_count(&self) -> usize {
         self.scanouts.len()
     }

@@ -45,6 +45,7 @@ pub struct InputConfig {
 }
 
 impl InputConfig {
+    /// The keyboard's config: every key code up to 0x2ff except the button range.
     pub fn keyboard() -> Self {
         Self {
             name: "Cove virtio keyboard",
@@ -63,6 +64,7 @@ impl InputConfig {
         }
     }
 
+    /// The tablet's config: five buttons, two wheels and absolute X/Y from 0 to [`TABLET_MAX`].
     pub fn tablet() -> Self {
         Self {
             name: "Cove virtio tablet",
@@ -125,6 +127,7 @@ impl InputConfig {
         }
     }
 
+    /// A driver read of `virtio_input_config`: the answer to the current `select`/`subsel`.
     pub fn read(&self, offset: u64, data: &mut [u8]) {
         let answer = self.answer();
         let mut layout = ConfigLayout {
@@ -139,6 +142,7 @@ impl InputConfig {
         crate::virtio::read_config_struct(&layout, offset, data);
     }
 
+    /// A driver write of `virtio_input_config`; only `select` and `subsel` are writable.
     pub fn write(&mut self, offset: u64, data: &[u8]) {
         for (i, &value) in data.iter().enumerate() {
             match usize::try_from(offset).ok().and_then(|o| o.checked_add(i)) {

@@ -20,19 +20,33 @@ const MAX_PENDING: usize = 4096;
 
 /// evdev event types and codes Cove uses.
 pub mod evdev {
+    /// Event type: end of a frame of events.
     pub const EV_SYN: u16 = 0x00;
+    /// Event type: key or button press (value 1) or release (0).
     pub const EV_KEY: u16 = 0x01;
+    /// Event type: relative axis motion (wheels).
     pub const EV_REL: u16 = 0x02;
+    /// Event type: absolute axis position (the tablet).
     pub const EV_ABS: u16 = 0x03;
+    /// `EV_SYN` code: the frame is complete.
     pub const SYN_REPORT: u16 = 0;
+    /// `EV_REL` code: horizontal wheel.
     pub const REL_HWHEEL: u16 = 0x06;
+    /// `EV_REL` code: vertical wheel.
     pub const REL_WHEEL: u16 = 0x08;
+    /// `EV_ABS` code: X axis, 0 to [`TABLET_MAX`].
     pub const ABS_X: u16 = 0x00;
+    /// `EV_ABS` code: Y axis, 0 to [`TABLET_MAX`].
     pub const ABS_Y: u16 = 0x01;
+    /// Left mouse button.
     pub const BTN_LEFT: u16 = 0x110;
+    /// Right mouse button.
     pub const BTN_RIGHT: u16 = 0x111;
+    /// Middle mouse button.
     pub const BTN_MIDDLE: u16 = 0x112;
+    /// Side (back) mouse button.
     pub const BTN_SIDE: u16 = 0x113;
+    /// Extra (forward) mouse button.
     pub const BTN_EXTRA: u16 = 0x114;
     /// The highest keyboard key code offered.
     pub const KEY_MAX_KEYBOARD: u16 = 0x2ff;
@@ -43,20 +57,26 @@ pub mod evdev {
 /// One evdev event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InputEvent {
+    /// Event type, one of the `EV_*` constants.
     pub kind: u16,
+    /// Key, button or axis code, meaning depends on `kind`.
     pub code: u16,
+    /// Key state, axis position or relative motion (two's complement for negative).
     pub value: u32,
 }
 
 impl InputEvent {
+    /// An event of type `kind` with `code` and `value`.
     pub fn new(kind: u16, code: u16, value: u32) -> Self {
         Self { kind, code, value }
     }
 
+    /// A key or button event: value 1 when `pressed`, 0 when released.
     pub fn key(code: u16, pressed: bool) -> Self {
         Self::new(evdev::EV_KEY, code, u32::from(pressed))
     }
 
+    /// `EV_SYN`/`SYN_REPORT`, ending a frame of events.
     pub fn sync() -> Self {
         Self::new(evdev::EV_SYN, evdev::SYN_REPORT, 0)
     }
@@ -78,6 +98,7 @@ pub struct InputQueue {
 }
 
 impl InputQueue {
+    /// An empty queue with its wake-up eventfd.
     pub fn new() -> std::io::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             pending: Mutex::new(VecDeque::new()),
