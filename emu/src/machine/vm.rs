@@ -215,8 +215,17 @@ impl Vm {
         let mut stop = None;
         let mut power_button = false;
         while let Ok(event) = self.events.try_recv() {
+            let ended = matches!(
+                self.report.status(),
+                VmStatus::Shutdown | VmStatus::InternalError
+            );
             match event {
                 MachineEvent::Stop(reason) => stop = Some(reason),
+                // A pause or resume still queued when the VM has ended is answered, not obeyed:
+                // the status stays what the end made it.
+                MachineEvent::Pause(ack) | MachineEvent::Resume(ack) if ended => {
+                    acknowledge(ack, Err("the VM has ended".into()));
+                }
                 MachineEvent::Pause(ack) => {
                     if !*start_paused {
                         *start_paused = true;
