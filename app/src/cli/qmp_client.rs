@@ -9,6 +9,7 @@ use emu::control::qmp::framing::{Frame, Splitter};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,7 @@ pub fn run(args: &QmpArgs) -> ExitCode {
     }
 }
 
-/// Returns the command's `return` value, or its `error` object.
+/// Parses the arguments given on the command line and runs the exchange.
 fn exchange(args: &QmpArgs) -> Result<Result<Value, Value>, String> {
     let arguments = match &args.arguments {
         Some(text) => match serde_json::from_str::<Value>(text) {
@@ -49,23 +50,32 @@ fn exchange(args: &QmpArgs) -> Result<Result<Value, Value>, String> {
         },
         None => None,
     };
-    let mut connection = Connection::open(args)?;
+    execute(&args.socket, &args.command, arguments)
+}
+
+/// Connects to the QMP server at `socket`, negotiates, runs `command` with `arguments` (a JSON
+/// object) and returns its `return` value, or its `error` object; `Err` when the exchange
+/// itself failed. Blocks for at most [`DEADLINE`]. The app uses it for VMs that other Cove
+/// processes run.
+pub fn execute(
+    socket: &Path,
+    command: &str,
+    arguments: Option<Value>,
+) -> Result<Result<Value, Value>, String> {
+    let mut connection = Connection::open(socket)?;
     let greeting = connection.next_message()?;
     if let Some(error) = greeting.get("error") {
         // The server's refusal in place of a greeting (Cove's "too many QMP clients").
         return Ok(Err(error.clone()));
     }
     if greeting.get("QMP").is_none() {
-        return Err(format!(
-            "{} did not greet as a QMP server",
-            args.socket.display()
-        ));
+        return Err(format!("{} did not greet as a QMP server", socket.display()));
     }
     connection.send(&json!({ "execute": "qmp_capabilities" }))?;
     if let Err(error) = connection.reply()? {
         return Err(format!("capabilities negotiation failed: {error}"));
     }
-    let mut request = json!({ "execute": args.command, "id": "cove-qmp" });
+    let mut request = json!({ "execute": command, "id": "cove-qmp" });
     if let (Some(arguments), Some(map)) = (arguments, request.as_object_mut()) {
         map.insert("arguments".into(), arguments);
     }
@@ -82,10 +92,10 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(args: &QmpArgs) -> Result<Self, String> {
+    fn open(path: &Path) -> Result<Self, String> {
         let deadline = Instant::now() + DEADLINE;
-        let socket = args.socket.display().to_string();
-        let stream = UnixStream::connect(&args.socket)
+        let socket = path.display().to_string();
+        let stream = UnixStream::connect(path)
             .map_err(|e| format!("cannot connect to {socket}: {e}"))?;
         Ok(Self {
             stream,
