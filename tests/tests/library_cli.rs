@@ -198,7 +198,10 @@ fn start_boots_a_library_vm() {
     let own_disk = scratch.path("vms/guest/disk0.img").display().to_string();
     assert!(block.contains(&own_disk), "{block}");
     assert!(!block.contains("elsewhere"), "{block}");
-    assert_eq!(std::fs::read(elsewhere.join("disk0.img")).unwrap(), b"decoy");
+    assert_eq!(
+        std::fs::read(elsewhere.join("disk0.img")).unwrap(),
+        b"decoy"
+    );
     let quit = std::process::Command::new(cove_binary())
         .args(["qmp", &socket.display().to_string(), "quit"])
         .output()
@@ -307,7 +310,10 @@ fn hostile_library_entries_are_listed_as_broken_without_growing_or_hanging() {
 
     let (code, out, peak) = cove_with_peak_memory(&data_arg, &["list"]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(!out.contains('\u{1b}'), "an escape sequence reached the terminal: {out:?}");
+    assert!(
+        !out.contains('\u{1b}'),
+        "an escape sequence reached the terminal: {out:?}"
+    );
     for folder in ["zero", "huge", "fifo", "escape", "twin-a", "twin-b"] {
         assert!(
             out.lines()

@@ -1,5 +1,6 @@
 //! Library thumbnails: live from a running VM's scanout (refreshed about once a second), or
-//! the VM's saved `thumbnail.png` once it stopped.
+//! the VM's saved `thumbnail.png` once it stopped (see [`super::running`] for when that file is
+//! written and removed). A running VM whose guest shows nothing yet has no thumbnail.
 
 use crate::library::{VmEntry, THUMBNAIL_FILE};
 use display::Frames;
@@ -30,7 +31,12 @@ impl Thumbnails {
     ) {
         let name = vm.config.name.clone();
         let fresh = self.cache.get(&name).is_some_and(|c| match live {
-            Some(_) => c.file_time.is_none() && c.made.elapsed() < Duration::from_secs(1),
+            // A screen cleared by a reset or a stop goes at once, not a second later.
+            Some(frames) => {
+                c.file_time.is_none()
+                    && c.made.elapsed() < Duration::from_secs(1)
+                    && frames.size().is_some()
+            }
             None => c.file_time.is_some() && c.file_time == file_time(vm),
         });
         if !fresh {
