@@ -335,4 +335,6 @@ impl CoveApp {
 }
 
 #[cfg(test)]
+mod tab_tests;
+#[cfg(test)]
 mod tests;

@@ -36,8 +36,12 @@ impl CoveApp {
     pub(super) fn tabs_ui(&mut self, ui: &mut egui::Ui) {
         for (dir, name) in self.tabs() {
             ui.selectable_value(&mut self.view, View::Vm(dir.clone()), &name);
-            if ui
-                .small_button("×")
+            let close = ui.small_button("×");
+            // Screen readers (and the UI tests) hear which tab the button closes.
+            let label = format!("Close the tab of {name}");
+            close
+                .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, label.clone()));
+            if close
                 .on_hover_text(format!("Close the tab of {name}"))
                 .clicked()
             {

@@ -234,6 +234,26 @@ impl RunningVm {
         self.console.text().to_string()
     }
 
+    /// Draws a 4x2 screen into the VM's display as its GPU would (a test stands in for a
+    /// guest's driver). False when the VM has no display.
+    #[cfg(test)]
+    pub fn draw_test_frame(&self) -> bool {
+        use emu::scanout::{PixelFormat, Rect, ScanoutSink, Surface};
+        let Some(screen) = &self.screen else {
+            return false;
+        };
+        let pixels = [0x80u8; 32];
+        screen.configure(0, Some((4, 2, PixelFormat::Bgrx)));
+        let surface = Surface {
+            width: 4,
+            height: 2,
+            format: PixelFormat::Bgrx,
+            pixels: &pixels,
+        };
+        screen.update(0, &surface, Rect::new(0, 0, 4, 2));
+        true
+    }
+
     /// Presses the guest's power button; the tab shows the wait (and offers Force off).
     pub fn power_off(&mut self) {
         self.controls.power_off(&self.controller);
