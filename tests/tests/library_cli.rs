@@ -232,6 +232,8 @@ fn start_boots_a_library_vm() {
 
 /// Runs `cove` to the end and returns its exit code, stdout and peak resident memory in KiB
 /// (from `wait4`, so only this child counts, whatever else the test binary runs).
+// The child is reaped by `wait4`, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn cove_with_peak_memory(data: &str, args: &[&str]) -> (Option<i32>, String, i64) {
     use std::io::Read;
     let mut child = std::process::Command::new(cove_binary())
