@@ -136,18 +136,22 @@ impl RunningVm {
             );
             return;
         }
-        if !screen.has_frame() {
-            centered(ui, WAITING);
-            return;
-        }
+        let waiting = !screen.has_frame();
         let area = ui.available_rect_before_wrap();
         match &mut self.view {
+            // Drawn while it waits too: the view tells the guest the size it has to offer.
             Some(view) => {
                 view.ui(ui);
             }
+            None if waiting => {}
             None => centered(ui, "The display needs the wgpu renderer."),
         }
-        if self.controller.status() == VmStatus::Paused {
+        if waiting {
+            ui.put(
+                area,
+                egui::Label::new(egui::RichText::new(WAITING).color(egui::Color32::LIGHT_GRAY)),
+            );
+        } else if self.controller.status() == VmStatus::Paused {
             ui.painter()
                 .rect_filled(area, 0.0, egui::Color32::from_black_alpha(170));
             ui.put(
