@@ -106,7 +106,7 @@ impl eframe::App for VmWindow {
             if self.close_requested_at.is_none() {
                 log::info!("window closed: asking the guest to power off");
                 self.view.release(&ctx);
-                self.controller.power_down();
+                self.controls.power_off(&self.controller);
                 self.close_requested_at = Some(Instant::now());
             }
         }
@@ -120,7 +120,7 @@ impl eframe::App for VmWindow {
         }
         self.update_title(&ctx);
         egui::Panel::top("cove-toolbar").show(ui, |ui| {
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 self.controls.toolbar(
                     ui,
                     Target {
@@ -135,6 +135,7 @@ impl eframe::App for VmWindow {
                     ui.label(message);
                 }
             });
+            self.controls.shutdown_ui(ui, &self.controller, true);
         });
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)

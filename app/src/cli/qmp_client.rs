@@ -69,7 +69,10 @@ pub fn execute(
         return Ok(Err(error.clone()));
     }
     if greeting.get("QMP").is_none() {
-        return Err(format!("{} did not greet as a QMP server", socket.display()));
+        return Err(format!(
+            "{} did not greet as a QMP server",
+            socket.display()
+        ));
     }
     connection.send(&json!({ "execute": "qmp_capabilities" }))?;
     if let Err(error) = connection.reply()? {
@@ -95,8 +98,8 @@ impl Connection {
     fn open(path: &Path) -> Result<Self, String> {
         let deadline = Instant::now() + DEADLINE;
         let socket = path.display().to_string();
-        let stream = UnixStream::connect(path)
-            .map_err(|e| format!("cannot connect to {socket}: {e}"))?;
+        let stream =
+            UnixStream::connect(path).map_err(|e| format!("cannot connect to {socket}: {e}"))?;
         Ok(Self {
             stream,
             splitter: Splitter::default(),

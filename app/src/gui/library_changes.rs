@@ -3,6 +3,7 @@
 //! [`UNDO_DELETE_FOR`].
 
 use super::disk_copy::DiskCopy;
+use super::message::About;
 use super::wizard::Outcome;
 use super::CoveApp;
 use crate::library::run_lock::Activity;
@@ -26,19 +27,22 @@ impl CoveApp {
                 match self.library.create(config, new_disk_bytes) {
                     Ok(entry) => {
                         self.wizard = None;
-                        self.message = Some(format!("created {name}"));
+                        self.say(format!("created {name}"));
                         if let Some(source) = copy_disk {
                             match self
                                 .library
                                 .lock(&entry, "the Cove app", Activity::CopyingDisk)
                             {
                                 Ok(lock) => self.copies.push(DiskCopy::start(source, &entry, lock)),
-                                Err(e) => self.message = Some(format!("cannot copy the disk: {e}")),
+                                Err(e) => {
+                                    let about = self.about_vm(&entry.dir);
+                                    self.warn(format!("cannot copy the disk: {e}"), about)
+                                }
                             }
                         }
                         self.refresh();
                     }
-                    Err(e) => self.message = Some(format!("cannot create {name}: {e}")),
+                    Err(e) => self.warn(format!("cannot create {name}: {e}"), About::Nothing),
                 }
             }
         }
@@ -62,10 +66,13 @@ impl CoveApp {
                     .add_first_disk(&dir, disk)
                     .map_err(|e| e.to_string())
             });
-            self.message = Some(match outcome {
-                Ok(()) => format!("copied the disk of {name}"),
-                Err(e) => format!("copying the disk of {name} failed: {e}"),
-            });
+            match outcome {
+                Ok(()) => self.say(format!("copied the disk of {name}")),
+                Err(e) => {
+                    let about = self.about_vm(&dir);
+                    self.warn(format!("copying the disk of {name} failed: {e}"), about)
+                }
+            }
             self.refresh();
         }
         if let Some((trashed, until)) = &self.undo_delete {
@@ -83,10 +90,10 @@ impl CoveApp {
         self.finish_pending_delete();
         match self.library.delete(name, "the Cove app") {
             Ok(trashed) => {
-                self.message = Some(format!("deleted {name}"));
+                self.say(format!("deleted {name}"));
                 self.undo_delete = Some((trashed, Instant::now() + UNDO_DELETE_FOR));
             }
-            Err(e) => self.message = Some(e.to_string()),
+            Err(e) => self.warn(e.to_string(), About::Nothing),
         }
         self.refresh();
     }
@@ -94,10 +101,13 @@ impl CoveApp {
     /// Brings back the VM deleted last.
     pub(super) fn restore_deleted(&mut self) {
         if let Some((trashed, _)) = self.undo_delete.take() {
-            self.message = Some(match self.library.restore(&trashed) {
-                Ok(_) => format!("restored {}", trashed.name),
-                Err(e) => format!("cannot restore {}: {e}", trashed.name),
-            });
+            match self.library.restore(&trashed) {
+                Ok(_) => self.say(format!("restored {}", trashed.name)),
+                Err(e) => self.warn(
+                    format!("cannot restore {}: {e}", trashed.name),
+                    About::Nothing,
+                ),
+            }
             self.refresh();
         }
     }

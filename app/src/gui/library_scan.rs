@@ -20,6 +20,8 @@ pub struct Scan {
     pub elsewhere: HashMap<PathBuf, Holder>,
     /// Each VM's OS name, by folder.
     pub os_names: HashMap<PathBuf, String>,
+    /// When each VM's saved thumbnail was written (VMs without one are absent).
+    pub thumbnail_times: HashMap<PathBuf, std::time::SystemTime>,
     pub error: Option<String>,
 }
 
@@ -39,6 +41,9 @@ pub fn scan(library: &Library, iso_names: &mut IsoNames) -> Scan {
         result
             .os_names
             .insert(vm.dir.clone(), os_name(vm, iso_names));
+        if let Some(time) = super::thumbnails::saved_time(&vm.dir) {
+            result.thumbnail_times.insert(vm.dir.clone(), time);
+        }
         if let Some(holder) = crate::library::run_lock::holder(&vm.dir) {
             if holder.pid != me {
                 result.elsewhere.insert(vm.dir.clone(), holder);

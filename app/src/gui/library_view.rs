@@ -87,12 +87,11 @@ impl CoveApp {
     /// One VM's row. Returns whether the user asked to start (or show) it.
     fn vm_row(&mut self, ui: &mut egui::Ui, ctx: &egui::Context, vm: &VmEntry) -> bool {
         let running = self
-            .running
-            .iter()
-            .find(|r| r.name == vm.config.name && r.is_running())
+            .running(&vm.dir)
             .map(|r| (r.controller.status().qmp_name(), r.frames().cloned()));
         let live = running.as_ref().and_then(|(_, f)| f.clone());
-        self.thumbnails.show(ui, ctx, vm, live.as_deref());
+        let saved = self.thumbnail_times.get(&vm.dir).copied();
+        self.thumbnails.show(ui, ctx, vm, live.as_deref(), saved);
         ui.label(&vm.config.name);
         ui.label(
             self.os_names
@@ -102,12 +101,16 @@ impl CoveApp {
         let copying = self.copies.iter().any(|c| c.dir() == vm.dir);
         let elsewhere = self.elsewhere.get(&vm.dir);
         let busy = running.is_some() || copying || elsewhere.is_some();
-        ui.label(match (&running, elsewhere) {
-            (Some((status, _)), _) => status.to_string(),
-            (None, Some(holder)) => holder.describe(),
-            (None, None) if copying => "copying its disk".into(),
-            (None, None) => "stopped".into(),
-        });
+        match (&running, elsewhere) {
+            (Some((status, _)), _) => ui.label(status.to_string()),
+            (None, Some(holder)) => ui.label(holder.describe()),
+            (None, None) if copying => ui.label("copying its disk"),
+            // Until its next start.
+            (None, None) => match self.failure(&vm.dir) {
+                Some(why) => ui.colored_label(BROKEN, "failed").on_hover_text(why),
+                None => ui.label("stopped"),
+            },
+        };
         ui.label(vm.config.cpus.to_string());
         ui.label(vm.config.memory.to_string());
         let mut start = false;

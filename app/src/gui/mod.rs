@@ -1,8 +1,9 @@
 //! The desktop app (`cove` with no subcommand), its shell: the app's state, the top bar (the
-//! Library and running-VM tabs, New VM, the last message) and the choice of what the central
-//! area shows — the library ([`library_view`]), the creation wizard ([`wizard`]) or a running
-//! VM's tab ([`running`]) — with the dialogs ([`dialogs`]) over them. Quitting with VMs
-//! running asks whether to power them off or force them off.
+//! Library and VM tabs ([`tabs`]), New VM, the last message ([`message`]), all wrapping at
+//! narrow widths) and the choice of what the central area shows — the library
+//! ([`library_view`]), the creation wizard ([`wizard`]) or a VM's tab ([`running`]) — with
+//! the dialogs ([`dialogs`]) over them. Quitting with VMs running asks whether to power them
+//! off or force them off.
 
 mod dialogs;
 mod disk_copy;
@@ -10,8 +11,10 @@ mod file_picker;
 mod library_changes;
 mod library_scan;
 mod library_view;
+mod message;
 mod native;
 mod running;
+mod tabs;
 mod thumbnails;
 pub mod validation;
 pub mod wizard;
@@ -23,8 +26,11 @@ use crate::settings::Settings;
 use crate::vm_controls::GRAB_HINT;
 use dialogs::EditDialog;
 use disk_copy::DiskCopy;
+use message::{About, Message};
 use running::RunningVm;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tabs::FailedStart;
 use thumbnails::Thumbnails;
 use validation::HostLimits;
 use wizard::Wizard;
@@ -33,7 +39,8 @@ use wizard::Wizard;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum View {
     Library,
-    Vm(String),
+    /// The tab of the VM in this folder.
+    Vm(PathBuf),
 }
 
 /// The whole app's state; `ui` draws it (eframe calls it, and so do the UI tests).
@@ -47,17 +54,23 @@ pub struct CoveApp {
     /// The last deleted VM, restorable until the instant given.
     undo_delete: Option<(crate::library::Trashed, Instant)>,
     running: Vec<RunningVm>,
+    /// Tabs of VMs whose start failed before they ran; each goes at the VM's next start.
+    failed_starts: Vec<FailedStart>,
+    /// The running VM whose tab the user asked to close (the question is open).
+    confirm_close: Option<PathBuf>,
     /// Disk copies in progress, any number at once; each holds its VM's run lock.
     copies: Vec<DiskCopy>,
     /// Who holds the run lock of VMs not running in this app (`cove start`, another app).
     elsewhere: std::collections::HashMap<std::path::PathBuf, crate::library::run_lock::Holder>,
     /// Each VM's OS name by folder, worked out when the library is read (never while drawing).
     os_names: std::collections::HashMap<std::path::PathBuf, String>,
+    /// When each VM's saved thumbnail was written, as the background scan saw it.
+    thumbnail_times: std::collections::HashMap<std::path::PathBuf, std::time::SystemTime>,
     /// OS names of ISOs already looked up.
     iso_names: library_scan::IsoNames,
     quit_asked: bool,
     quitting_since: Option<Instant>,
-    pub message: Option<String>,
+    pub message: Option<Message>,
     limits: HostLimits,
     render_state: Option<egui_wgpu::RenderState>,
     thumbnails: Thumbnails,
@@ -84,9 +97,12 @@ impl CoveApp {
             confirm_delete: None,
             undo_delete: None,
             running: Vec::new(),
+            failed_starts: Vec::new(),
+            confirm_close: None,
             copies: Vec::new(),
             elsewhere: Default::default(),
             os_names: Default::default(),
+            thumbnail_times: Default::default(),
             iso_names: Default::default(),
             quit_asked: false,
             quitting_since: None,
@@ -112,9 +128,13 @@ impl CoveApp {
         self.entries = scan.entries;
         self.elsewhere = scan.elsewhere;
         self.os_names = scan.os_names;
+        self.thumbnail_times = scan.thumbnail_times;
+        let read = scan.error.is_none();
         if let Some(e) = scan.error {
-            self.message = Some(e);
+            self.warn(e, About::Library);
         }
+        self.follow_library();
+        self.prune_message(Some(read));
     }
 
     /// Rescans in the background from now on (the desktop app; UI tests scan on demand).
@@ -134,10 +154,19 @@ impl CoveApp {
             .collect()
     }
 
-    fn running(&self, name: &str) -> Option<&RunningVm> {
-        self.running
-            .iter()
-            .find(|r| r.name == name && r.is_running())
+    fn running(&self, dir: &Path) -> Option<&RunningVm> {
+        self.running.iter().find(|r| r.dir == dir && r.is_running())
+    }
+
+    /// Why the VM in `dir` failed, when its last start or run did (until its next start).
+    fn failure(&self, dir: &Path) -> Option<&str> {
+        let failed = self.failed_starts.iter().find(|f| f.dir == dir);
+        failed.map(|f| f.error.as_str()).or_else(|| {
+            self.running
+                .iter()
+                .find(|r| r.dir == dir)
+                .and_then(|r| r.failure())
+        })
     }
 
     /// VMs still running.
@@ -145,38 +174,53 @@ impl CoveApp {
         self.running.iter().filter(|r| r.is_running()).count()
     }
 
+    /// Starts the VM of `entry` in a tab of its own (or shows its tab while it runs). A start
+    /// that fails shows as a banner in the tab, and the library says "failed".
     fn start(&mut self, entry: &VmEntry, ctx: &egui::Context) {
-        if self.running(&entry.config.name).is_some() {
-            self.view = View::Vm(entry.config.name.clone());
+        let dir = entry.dir.clone();
+        self.view = View::Vm(dir.clone());
+        if self.running(&dir).is_some() {
             return;
         }
-        self.running.retain(|r| r.name != entry.config.name);
-        let limits_error = self
-            .limits
-            .vm_error(u32::from(entry.config.cpus), entry.config.memory.bytes());
-        if let Some(e) = limits_error {
-            self.message = Some(format!("cannot start {}: {e}", entry.config.name));
-            return;
-        }
-        let lock = match self.library.lock(
-            entry,
-            "the Cove app",
-            crate::library::run_lock::Activity::Running,
-        ) {
-            Ok(lock) => lock,
-            Err(e) => {
-                self.message = Some(format!("cannot start {}: {e}", entry.config.name));
-                return;
-            }
-        };
-        match RunningVm::start(entry, ctx, lock) {
+        // The last run's outcome and its tab give way to this start's.
+        let at = self
+            .running
+            .iter()
+            .position(|r| r.dir == dir)
+            .unwrap_or(self.running.len());
+        self.running.retain(|r| r.dir != dir);
+        self.failed_starts.retain(|f| f.dir != dir);
+        let started = self.start_vm(entry, ctx);
+        match started {
             Ok(mut vm) => {
                 vm.default_scale = self.settings.scale_mode();
-                self.view = View::Vm(vm.name.clone());
-                self.running.push(vm);
+                self.running.insert(at.min(self.running.len()), vm);
+                self.prune_message(None);
             }
-            Err(e) => self.message = Some(format!("cannot start {}: {e}", entry.config.name)),
+            Err(error) => self.failed_starts.push(FailedStart {
+                dir,
+                name: entry.config.name.clone(),
+                error,
+            }),
         }
+    }
+
+    fn start_vm(&self, entry: &VmEntry, ctx: &egui::Context) -> Result<RunningVm, String> {
+        let limits = self
+            .limits
+            .vm_error(u32::from(entry.config.cpus), entry.config.memory.bytes());
+        if let Some(e) = limits {
+            return Err(e);
+        }
+        let lock = self
+            .library
+            .lock(
+                entry,
+                "the Cove app",
+                crate::library::run_lock::Activity::Running,
+            )
+            .map_err(|e| e.to_string())?;
+        RunningVm::start(entry, ctx, lock)
     }
 
     /// Asks the user about running VMs when the window is closed; returns whether the app may
@@ -192,16 +236,13 @@ impl CoveApp {
     /// Draws the app.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
-        let restart: Vec<String> = self
+        let restart: Vec<PathBuf> = self
             .running
             .iter_mut()
-            .filter_map(|vm| std::mem::take(&mut vm.start_requested).then(|| vm.name.clone()))
+            .filter_map(|vm| std::mem::take(&mut vm.start_requested).then(|| vm.dir.clone()))
             .collect();
-        for name in restart {
-            match self.library.find(&name) {
-                Ok(entry) => self.start(&entry, &ctx),
-                Err(e) => self.message = Some(e.to_string()),
-            }
+        for dir in restart {
+            self.restart(&dir, &ctx);
         }
         for vm in &mut self.running {
             vm.poll();
@@ -214,15 +255,14 @@ impl CoveApp {
             self.apply(scan);
         }
         self.poll_copy();
+        self.follow_library();
+        self.prune_message(None);
         egui::Panel::top("cove-top").show(ui, |ui| {
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 ui.heading("Cove");
                 ui.separator();
                 ui.selectable_value(&mut self.view, View::Library, "Library");
-                let names: Vec<String> = self.running.iter().map(|r| r.name.clone()).collect();
-                for name in names {
-                    ui.selectable_value(&mut self.view, View::Vm(name.clone()), name);
-                }
+                self.tabs_ui(ui);
                 ui.separator();
                 if ui.button("New VM").clicked() && self.wizard.is_none() {
                     self.wizard = Some(Wizard::new(
@@ -231,13 +271,11 @@ impl CoveApp {
                         self.library.root().to_path_buf(),
                     ));
                 }
-                if let Some(message) = &self.message {
-                    ui.separator();
-                    ui.label(message);
-                }
+                self.message_ui(ui);
             });
         });
         self.dialogs(&ctx);
+        self.close_dialog(&ctx);
         if let Some(wizard) = &mut self.wizard {
             let outcome = egui::CentralPanel::default()
                 .show(ui, |ui| wizard.ui(ui))
@@ -249,14 +287,19 @@ impl CoveApp {
             View::Library => {
                 egui::CentralPanel::default().show(ui, |ui| self.library_ui(ui));
             }
-            View::Vm(name) => {
+            View::Vm(dir) => {
                 let render_state = self.render_state.clone();
                 egui::CentralPanel::default().show(ui, |ui| {
-                    match self.running.iter_mut().find(|r| r.name == name) {
-                        Some(vm) => vm.ui(ui, render_state.as_ref()),
-                        None => {
-                            ui.label(format!("{name} is not running."));
+                    if let Some(vm) = self.running.iter_mut().find(|r| r.dir == dir) {
+                        vm.ui(ui, render_state.as_ref());
+                    } else if let Some(failed) = self.failed_starts.iter().find(|f| f.dir == dir) {
+                        let again = ui.button("Start").clicked();
+                        running::failure_banner(ui, &failed.name, &failed.error);
+                        if again {
+                            self.restart(&dir, &ctx);
                         }
+                    } else {
+                        self.view = View::Library;
                     }
                 });
             }
@@ -266,11 +309,24 @@ impl CoveApp {
         }
     }
 
+    /// Starts the VM in `dir` again (from the tab of a failed start).
+    fn restart(&mut self, dir: &Path, ctx: &egui::Context) {
+        let entry = self.entries.iter().find_map(|e| match e {
+            Entry::Vm(vm) if vm.dir == dir => Some(vm.clone()),
+            _ => None,
+        });
+        match entry {
+            Some(entry) => self.start(&entry, ctx),
+            None => self.warn("the VM is no longer in the library", About::Nothing),
+        }
+    }
+
     /// "NAME — Cove", with the grab state, while a VM's tab is shown; "Cove" otherwise.
     pub fn window_title(&self) -> String {
         match &self.view {
-            View::Vm(name) => {
-                let grabbed = self.running.iter().any(|r| &r.name == name && r.grabbed());
+            View::Vm(dir) => {
+                let name = self.tab_name(dir).unwrap_or_default();
+                let grabbed = self.running.iter().any(|r| &r.dir == dir && r.grabbed());
                 if grabbed {
                     format!("{name} — Cove ({GRAB_HINT})")
                 } else {
@@ -282,5 +338,7 @@ impl CoveApp {
     }
 }
 
+#[cfg(test)]
+mod tab_tests;
 #[cfg(test)]
 mod tests;

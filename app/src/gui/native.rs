@@ -31,7 +31,7 @@ impl eframe::App for GuiApp {
             if let Some(name) = self.open.take() {
                 match self.app.library.find(&name) {
                     Ok(entry) => self.app.start(&entry, &ctx),
-                    Err(e) => self.app.message = Some(e.to_string()),
+                    Err(e) => self.app.warn(e.to_string(), super::message::About::Nothing),
                 }
             }
         }

@@ -69,8 +69,7 @@ fn wizard_creates_a_vm_from_a_kernel_path_then_edit_and_delete() {
     h.run();
     assert!(h
         .state()
-        .message
-        .as_deref()
+        .message_text()
         .unwrap_or("")
         .contains("created Test VM"));
     h.get_by_label("Test VM");
@@ -84,8 +83,7 @@ fn wizard_creates_a_vm_from_a_kernel_path_then_edit_and_delete() {
     h.run();
     assert!(h
         .state()
-        .message
-        .as_deref()
+        .message_text()
         .unwrap_or("")
         .contains("saved Test VM"));
 

@@ -1,5 +1,6 @@
 //! Library thumbnails: live from a running VM's scanout (refreshed about once a second), or
-//! the VM's saved `thumbnail.png` once it stopped.
+//! the VM's saved `thumbnail.png` once it stopped (see [`super::running`] for when that file is
+//! written and removed). A running VM whose guest shows nothing yet has no thumbnail.
 
 use crate::library::{VmEntry, THUMBNAIL_FILE};
 use display::Frames;
@@ -9,10 +10,18 @@ use std::time::{Duration, Instant, SystemTime};
 const SIZE: egui::Vec2 = egui::vec2(96.0, 72.0);
 
 struct Cached {
-    texture: egui::TextureHandle,
-    /// When it was made, and the file time it came from (None: live).
+    /// None: there is no picture (no saved file, or one that would not decode).
+    texture: Option<egui::TextureHandle>,
+    /// When it was made (live pictures are refreshed about once a second).
     made: Instant,
-    file_time: Option<SystemTime>,
+    source: Source,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Live,
+    /// The saved file with this modification time, as the library scan last saw it.
+    Saved(Option<SystemTime>),
 }
 
 #[derive(Default)]
@@ -21,50 +30,57 @@ pub struct Thumbnails {
 }
 
 impl Thumbnails {
+    /// Draws `vm`'s thumbnail: from `live` (a running VM's screen), else from its saved file,
+    /// whose modification time `saved` comes from the background scan. A frame never touches
+    /// the file system unless the scan saw the file change: a missing or broken file is
+    /// remembered, not retried.
     pub fn show(
         &mut self,
         ui: &mut egui::Ui,
         ctx: &egui::Context,
         vm: &VmEntry,
         live: Option<&Frames>,
+        saved: Option<SystemTime>,
     ) {
         let name = vm.config.name.clone();
         let fresh = self.cache.get(&name).is_some_and(|c| match live {
-            Some(_) => c.file_time.is_none() && c.made.elapsed() < Duration::from_secs(1),
-            None => c.file_time.is_some() && c.file_time == file_time(vm),
+            // A screen cleared by a reset or a stop goes at once, not a second later.
+            Some(frames) => {
+                c.source == Source::Live
+                    && c.made.elapsed() < Duration::from_secs(1)
+                    && frames.size().is_some()
+            }
+            None => c.source == Source::Saved(saved),
         });
         if !fresh {
-            let image = match live {
-                Some(frames) => frames.rgba().map(|(w, h, rgba)| (w, h, rgba, None)),
-                None => load_png(&vm.dir.join(THUMBNAIL_FILE))
-                    .map(|(w, h, rgba)| (w, h, rgba, file_time(vm))),
+            let (image, source) = match live {
+                Some(frames) => (frames.rgba(), Source::Live),
+                None => (
+                    saved.and_then(|_| load_png(&vm.dir.join(THUMBNAIL_FILE))),
+                    Source::Saved(saved),
+                ),
             };
-            match image {
-                Some((w, h, rgba, file_time)) => {
-                    let color =
-                        egui::ColorImage::from_rgba_unmultiplied([w as usize, h as usize], &rgba);
-                    let texture = ctx.load_texture(
-                        format!("thumb-{name}"),
-                        color,
-                        egui::TextureOptions::LINEAR,
-                    );
-                    self.cache.insert(
-                        name.clone(),
-                        Cached {
-                            texture,
-                            made: Instant::now(),
-                            file_time,
-                        },
-                    );
-                }
-                None => {
-                    self.cache.remove(&name);
-                }
+            let texture = image.map(|(w, h, rgba)| {
+                let color =
+                    egui::ColorImage::from_rgba_unmultiplied([w as usize, h as usize], &rgba);
+                ctx.load_texture(format!("thumb-{name}"), color, egui::TextureOptions::LINEAR)
+            });
+            if texture.is_none() && source == Source::Live {
+                self.cache.remove(&name);
+            } else {
+                self.cache.insert(
+                    name.clone(),
+                    Cached {
+                        texture,
+                        made: Instant::now(),
+                        source,
+                    },
+                );
             }
         }
-        match self.cache.get(&name) {
-            Some(cached) => {
-                ui.add(egui::Image::new(&cached.texture).fit_to_exact_size(SIZE));
+        match self.cache.get(&name).and_then(|c| c.texture.as_ref()) {
+            Some(texture) => {
+                ui.add(egui::Image::new(texture).fit_to_exact_size(SIZE));
             }
             None => {
                 let (rect, _) = ui.allocate_exact_size(SIZE, egui::Sense::hover());
@@ -75,8 +91,9 @@ impl Thumbnails {
     }
 }
 
-fn file_time(vm: &VmEntry) -> Option<SystemTime> {
-    std::fs::metadata(vm.dir.join(THUMBNAIL_FILE))
+/// When `dir`'s saved thumbnail was last written, if it has one (for the background scan).
+pub fn saved_time(dir: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(dir.join(THUMBNAIL_FILE))
         .and_then(|m| m.modified())
         .ok()
 }

@@ -1,17 +1,24 @@
 //! The controls of one running VM, shared by the app's VM tab and `cove run --display
 //! window`: the toolbar (start again, pause/resume, reset, power off, force off, screenshot,
-//! fullscreen, scaling), the line it last had to say, and the grab hint.
+//! fullscreen, scaling), the line it last had to say, the wait for a guest asked to power
+//! off (with Force off offered after [`OFFER_FORCE_OFF_AFTER`]), and the grab hint.
 
 pub mod screenshot;
 
 use display::{DisplayView, Frames, ScaleMode};
 use emu::control::{VmController, VmStatus};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a guest gets to shut down after its window is closed (or the app quit with "Power
 /// them off") before it is forced off.
 pub const FORCE_OFF_AFTER: Duration = Duration::from_secs(15);
+
+/// How long a guest asked to power off shuts down before Force off is offered beside the wait.
+pub const OFFER_FORCE_OFF_AFTER: Duration = Duration::from_secs(4);
+
+/// Shown while a guest asked to power off has not done so yet.
+pub const SHUTDOWN_WAIT: &str = "Waiting for the guest to shut down…";
 
 /// Shown beside a VM's name while its display holds the keyboard and pointer.
 pub const GRAB_HINT: &str = "input grabbed, Ctrl+Alt+G releases";
@@ -45,6 +52,8 @@ pub struct VmControls {
     pending: Option<screenshot::Pending>,
     message: Option<String>,
     fullscreen: bool,
+    /// When the guest was asked to power off (until it ends or is forced off).
+    powering_off_since: Option<Instant>,
 }
 
 impl VmControls {
@@ -56,6 +65,7 @@ impl VmControls {
             pending: None,
             message: None,
             fullscreen: false,
+            powering_off_since: None,
         }
     }
 
@@ -69,6 +79,52 @@ impl VmControls {
         self.message = Some(message.into());
     }
 
+    /// Presses the guest's power button, and shows the wait for it to shut down from now on.
+    pub fn power_off(&mut self, controller: &VmController) {
+        controller.power_down();
+        self.powering_off_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Turns the VM off now.
+    pub fn force_off(&mut self, controller: &VmController) {
+        controller.quit();
+        self.powering_off_since = None;
+    }
+
+    /// The wait for a guest asked to power off: [`SHUTDOWN_WAIT`], and after
+    /// [`OFFER_FORCE_OFF_AFTER`] a Force off button beside it. Draws nothing otherwise, and
+    /// forgets the wait once the VM has ended (`running` false).
+    pub fn shutdown_ui(&mut self, ui: &mut egui::Ui, controller: &VmController, running: bool) {
+        if !running {
+            self.powering_off_since = None;
+        }
+        let Some(since) = self.powering_off_since else {
+            return;
+        };
+        ui.horizontal_wrapped(|ui| {
+            ui.spinner();
+            ui.label(SHUTDOWN_WAIT);
+            if since.elapsed() >= OFFER_FORCE_OFF_AFTER {
+                ui.label("It has not shut down yet.");
+                let force = egui::Button::new(
+                    egui::RichText::new("Force it off").color(egui::Color32::WHITE),
+                )
+                .fill(egui::Color32::from_rgb(0xc0, 0x1c, 0x28));
+                if ui
+                    .add(force)
+                    .on_hover_text("Turns the VM off at once, as pulling the plug would")
+                    .clicked()
+                {
+                    self.force_off(controller);
+                }
+            } else {
+                // Wake up in time to offer Force off.
+                ui.ctx()
+                    .request_repaint_after(OFFER_FORCE_OFF_AFTER.saturating_sub(since.elapsed()));
+            }
+        });
+    }
+
     /// Notices a screenshot that has finished; call once a frame.
     pub fn update(&mut self) {
         if let Some(outcome) = self.pending.as_ref().and_then(|p| p.poll()) {
@@ -77,7 +133,8 @@ impl VmControls {
         }
     }
 
-    /// Draws the buttons into `ui` (the caller lays them out, in a row).
+    /// Draws the buttons into `ui` (the caller lays them out, in a row that wraps at narrow
+    /// widths: `ui.horizontal_wrapped`).
     pub fn toolbar(&mut self, ui: &mut egui::Ui, target: Target) -> Requests {
         self.update();
         let mut requests = Requests::default();
@@ -121,13 +178,13 @@ impl VmControls {
             .add_enabled(running, egui::Button::new("Power off"))
             .clicked()
         {
-            controller.power_down();
+            self.power_off(controller);
         }
         if ui
             .add_enabled(running, egui::Button::new("Force off"))
             .clicked()
         {
-            controller.quit();
+            self.force_off(controller);
         }
         ui.separator();
         if ui

@@ -98,7 +98,8 @@ impl CoveApp {
                     });
                     match saved {
                         Ok(()) => {
-                            self.message = Some(format!("saved {}", edit.entry.config.name));
+                            let saved = format!("saved {}", edit.entry.config.name);
+                            self.say(saved);
                             close = true;
                         }
                         Err(e) => edit.error = Some(e.to_string()),
