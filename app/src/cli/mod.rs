@@ -5,7 +5,7 @@
 mod args;
 mod console_escape;
 mod library_cli;
-mod qmp_client;
+pub(crate) mod qmp_client;
 mod run;
 mod terminal;
 

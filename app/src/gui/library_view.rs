@@ -99,9 +99,9 @@ impl CoveApp {
                 .map_or("Unknown OS", String::as_str),
         );
         let copying = self.copies.iter().any(|c| c.dir() == vm.dir);
-        let elsewhere = self.elsewhere.get(&vm.dir);
+        let elsewhere = self.elsewhere.get(&vm.dir).cloned();
         let busy = running.is_some() || copying || elsewhere.is_some();
-        match (&running, elsewhere) {
+        match (&running, &elsewhere) {
             (Some((status, _)), _) => ui.label(status.to_string()),
             (None, Some(holder)) => ui.label(holder.describe()),
             (None, None) if copying => ui.label("copying its disk"),
@@ -121,6 +121,9 @@ impl CoveApp {
                     egui::Button::new(if running.is_some() { "Show" } else { "Start" }),
                 )
                 .clicked();
+            if let Some(holder) = &elsewhere {
+                self.remote_buttons(ui, ctx, vm, holder);
+            }
             if ui
                 .add_enabled(!busy, egui::Button::new("Edit"))
                 .on_disabled_hover_text(
@@ -141,6 +144,40 @@ impl CoveApp {
             }
         });
         start
+    }
+
+    /// Pause, Resume, Power off and Force off for a VM another Cove process runs, sent to its
+    /// control socket.
+    fn remote_buttons(
+        &self,
+        ui: &mut egui::Ui,
+        ctx: &egui::Context,
+        vm: &VmEntry,
+        holder: &crate::library::run_lock::Holder,
+    ) {
+        let Some(socket) = holder
+            .control
+            .as_ref()
+            .filter(|_| holder.activity == crate::library::run_lock::Activity::Running)
+        else {
+            return;
+        };
+        for command in super::remote::RemoteCommand::ALL {
+            if ui
+                .button(command.label())
+                .on_hover_text(format!("Through {}", socket.display()))
+                .clicked()
+            {
+                let ctx = ctx.clone();
+                self.remote.send(
+                    &vm.config.name,
+                    vm.dir.clone(),
+                    socket.clone(),
+                    command,
+                    move || ctx.request_repaint(),
+                );
+            }
+        }
     }
 
     /// A folder whose `vm.toml` cannot be used, and why.

@@ -13,6 +13,7 @@ mod library_scan;
 mod library_view;
 mod message;
 mod native;
+mod remote;
 mod running;
 mod tabs;
 mod thumbnails;
@@ -64,6 +65,8 @@ pub struct CoveApp {
     elsewhere: std::collections::HashMap<std::path::PathBuf, crate::library::run_lock::Holder>,
     /// Each VM's OS name by folder, worked out when the library is read (never while drawing).
     os_names: std::collections::HashMap<std::path::PathBuf, String>,
+    /// Commands in flight to VMs other Cove processes run.
+    remote: remote::Remote,
     /// When each VM's saved thumbnail was written, as the background scan saw it.
     thumbnail_times: std::collections::HashMap<std::path::PathBuf, std::time::SystemTime>,
     /// OS names of ISOs already looked up.
@@ -103,6 +106,7 @@ impl CoveApp {
             elsewhere: Default::default(),
             os_names: Default::default(),
             thumbnail_times: Default::default(),
+            remote: Default::default(),
             iso_names: Default::default(),
             quit_asked: false,
             quitting_since: None,
@@ -255,6 +259,15 @@ impl CoveApp {
             self.apply(scan);
         }
         self.poll_copy();
+        for outcome in self.remote.finished() {
+            match outcome.result {
+                Ok(done) => self.say(done),
+                Err(why) => {
+                    let about = self.about_vm(&outcome.dir);
+                    self.warn(why, about);
+                }
+            }
+        }
         self.follow_library();
         self.prune_message(None);
         egui::Panel::top("cove-top").show(ui, |ui| {
