@@ -4,7 +4,7 @@
 use super::run::{run_config, RunError, RunOptions};
 use super::{CreateArgs, DeleteArgs, EditArgs, StartArgs};
 use crate::library::run_lock::{self, Activity};
-use crate::library::{self, Entry, Library, LibraryError};
+use crate::library::{self, Entry, Library, LibraryError, VmEntry};
 use crate::limits::HostLimits;
 use emu::config::{BootSource, DisplayConfig, VmConfig};
 use std::io::{BufRead, Write};
@@ -13,6 +13,13 @@ use std::process::ExitCode;
 
 fn open(data_dir: Option<&Path>) -> Result<Library, ExitCode> {
     Library::open(data_dir).map_err(|e| fail(&e))
+}
+
+/// The library and its VM called `name`, or the exit code of the error already reported.
+fn open_vm(data_dir: Option<&Path>, name: &str) -> Result<(Library, VmEntry), ExitCode> {
+    let library = open(data_dir)?;
+    let vm = library.find(name).map_err(|e| fail(&e))?;
+    Ok((library, vm))
 }
 
 fn fail(e: &LibraryError) -> ExitCode {
@@ -147,13 +154,9 @@ fn absolute(path: &Path) -> std::path::PathBuf {
 }
 
 pub fn start(data_dir: Option<&Path>, args: &StartArgs) -> Result<ExitCode, RunError> {
-    let library = match open(data_dir) {
-        Ok(l) => l,
+    let (library, vm) = match open_vm(data_dir, &args.name) {
+        Ok(found) => found,
         Err(code) => return Ok(code),
-    };
-    let vm = match library.find(&args.name) {
-        Ok(vm) => vm,
-        Err(e) => return Ok(fail(&e)),
     };
     let lock = match library.lock(&vm, "cove start", Activity::Running) {
         Ok(lock) => lock,
@@ -182,13 +185,9 @@ pub fn start(data_dir: Option<&Path>, args: &StartArgs) -> Result<ExitCode, RunE
 }
 
 pub fn edit(data_dir: Option<&Path>, args: &EditArgs) -> ExitCode {
-    let library = match open(data_dir) {
-        Ok(l) => l,
+    let (library, vm) = match open_vm(data_dir, &args.name) {
+        Ok(found) => found,
         Err(code) => return code,
-    };
-    let vm = match library.find(&args.name) {
-        Ok(vm) => vm,
-        Err(e) => return fail(&e),
     };
     let only_rename = args.cpus.is_none()
         && args.memory.is_none()
@@ -284,13 +283,9 @@ pub fn edit(data_dir: Option<&Path>, args: &EditArgs) -> ExitCode {
 }
 
 pub fn delete(data_dir: Option<&Path>, args: &DeleteArgs) -> ExitCode {
-    let library = match open(data_dir) {
-        Ok(l) => l,
+    let (library, vm) = match open_vm(data_dir, &args.name) {
+        Ok(found) => found,
         Err(code) => return code,
-    };
-    let vm = match library.find(&args.name) {
-        Ok(vm) => vm,
-        Err(e) => return fail(&e),
     };
     if !args.yes {
         eprint!(

@@ -1,5 +1,5 @@
-//! The checks the creation wizard and the edit dialog show inline: names, files, and resources
-//! within what this host has.
+//! The checks the creation wizard and the edit dialog show inline (names, files, and resources
+//! within what this host has), and the resource fields both draw.
 
 use crate::library::check_name;
 use std::path::Path;
@@ -50,6 +50,22 @@ pub fn memory_error(mib: u64, limits: &HostLimits) -> Option<String> {
 /// A new disk of `gib` that the library's file system cannot hold as one file.
 pub fn disk_size_error(gib: u64, dir: &Path) -> Option<String> {
     crate::limits::disk_size_error(gib.saturating_mul(1 << 30), dir)
+}
+
+/// The Name, CPUs and Memory (MiB) rows of a two-column grid, as the wizard and the Edit dialog
+/// show them; the values are checked by the functions above when the user saves.
+pub fn resource_fields(ui: &mut egui::Ui, name: &mut String, cpus: &mut u32, memory_mib: &mut u64) {
+    let label = ui.label("Name");
+    ui.text_edit_singleline(name).labelled_by(label.id);
+    ui.end_row();
+    let label = ui.label("CPUs");
+    ui.add(egui::DragValue::new(cpus).range(0..=255))
+        .labelled_by(label.id);
+    ui.end_row();
+    let label = ui.label("Memory (MiB)");
+    ui.add(egui::DragValue::new(memory_mib).speed(64))
+        .labelled_by(label.id);
+    ui.end_row();
 }
 
 #[cfg(test)]

@@ -82,18 +82,12 @@ impl EditDialog {
     /// Draws the fields; returns (Save clicked, Cancel clicked).
     fn ui(&mut self, ui: &mut egui::Ui) -> (bool, bool) {
         egui::Grid::new("edit").num_columns(2).show(ui, |ui| {
-            let name_label = ui.label("Name");
-            ui.text_edit_singleline(&mut self.entry.config.name)
-                .labelled_by(name_label.id);
-            ui.end_row();
-            let label = ui.label("CPUs");
-            ui.add(egui::DragValue::new(&mut self.cpus).range(0..=255))
-                .labelled_by(label.id);
-            ui.end_row();
-            let label = ui.label("Memory (MiB)");
-            ui.add(egui::DragValue::new(&mut self.memory_mib).speed(64))
-                .labelled_by(label.id);
-            ui.end_row();
+            validation::resource_fields(
+                ui,
+                &mut self.entry.config.name,
+                &mut self.cpus,
+                &mut self.memory_mib,
+            );
             ui.label("Display");
             ui.checkbox(
                 &mut self.entry.config.display.enabled,

@@ -3,6 +3,7 @@
 
 use super::{Field, Outcome, Source, Step, Wizard};
 use crate::gui::file_picker::FilePicker;
+use crate::gui::validation;
 use emu::config::BootSource;
 
 impl Wizard {
@@ -130,18 +131,12 @@ impl Wizard {
             }
             Step::Resources => {
                 egui::Grid::new("resources").num_columns(2).show(ui, |ui| {
-                    let name_label = ui.label("Name");
-                    ui.text_edit_singleline(&mut self.name)
-                        .labelled_by(name_label.id);
-                    ui.end_row();
-                    let label = ui.label("CPUs");
-                    ui.add(egui::DragValue::new(&mut self.cpus).range(0..=255))
-                        .labelled_by(label.id);
-                    ui.end_row();
-                    let label = ui.label("Memory (MiB)");
-                    ui.add(egui::DragValue::new(&mut self.memory_mib).speed(64))
-                        .labelled_by(label.id);
-                    ui.end_row();
+                    validation::resource_fields(
+                        ui,
+                        &mut self.name,
+                        &mut self.cpus,
+                        &mut self.memory_mib,
+                    );
                     if self.source != Source::Disk {
                         let label = ui.label("New disk (GiB, 0 for none)");
                         ui.add(egui::DragValue::new(&mut self.disk_gib))
