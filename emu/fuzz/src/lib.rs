@@ -3,4 +3,6 @@
 //! runs.
 
 pub mod blk;
+pub mod emulation_decode;
+pub mod pci_config_msix;
 pub mod qmp;
