@@ -454,10 +454,6 @@ mod tests {
     use super::*;
     use vm_memory::Address;
 
-    fn seed_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/virtio_blk_queue")
-    }
-
     #[test]
     fn seeds_run_to_their_expected_statuses() {
         for seed in seeds::all() {
@@ -479,22 +475,11 @@ mod tests {
     /// `COVE_UPDATE_SEEDS=1 cargo test` rewrites the seed files.
     #[test]
     fn seed_files_are_current() {
-        let dir = seed_dir();
-        let update = std::env::var_os("COVE_UPDATE_SEEDS").is_some();
-        for seed in seeds::all() {
-            let path = dir.join(seed.name);
-            if update {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &seed.bytes).unwrap();
-            } else {
-                let on_disk = std::fs::read(&path).unwrap_or_default();
-                assert!(
-                    on_disk == seed.bytes,
-                    "{} is stale: run COVE_UPDATE_SEEDS=1 cargo test in emu/fuzz",
-                    path.display()
-                );
-            }
-        }
+        let seeds = seeds::all();
+        crate::check_seed_files(
+            "virtio_blk_queue",
+            seeds.iter().map(|seed| (seed.name, seed.bytes.as_slice())),
+        );
     }
 
     #[test]

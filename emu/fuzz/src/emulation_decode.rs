@@ -490,7 +490,6 @@ pub mod seeds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn seeds_reach_their_expected_outcomes() {
@@ -508,22 +507,11 @@ mod tests {
     /// `COVE_UPDATE_SEEDS=1 cargo test` rewrites the seed files.
     #[test]
     fn seed_files_are_current() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/emulation_decode");
-        let update = std::env::var_os("COVE_UPDATE_SEEDS").is_some();
-        for seed in seeds::all() {
-            let path = dir.join(seed.name);
-            if update {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &seed.bytes).unwrap();
-            } else {
-                let on_disk = std::fs::read(&path).unwrap_or_default();
-                assert!(
-                    on_disk == seed.bytes,
-                    "{} is stale: run COVE_UPDATE_SEEDS=1 cargo test in emu/fuzz",
-                    path.display()
-                );
-            }
-        }
+        let seeds = seeds::all();
+        crate::check_seed_files(
+            "emulation_decode",
+            seeds.iter().map(|seed| (seed.name, seed.bytes.as_slice())),
+        );
     }
 
     #[test]

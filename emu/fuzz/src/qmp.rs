@@ -10,8 +10,8 @@
 
 use emu::control::qmp::framing::{Frame, Splitter};
 use emu::control::qmp::{QmpTarget, Session};
-use emu::control::{BlockInfo, CpuInfo, VmStatus};
 use emu::control::ImageFormat;
+use emu::control::{BlockInfo, CpuInfo, VmStatus};
 use std::path::Path;
 
 /// A VM that answers every command and does nothing.
@@ -142,11 +142,6 @@ pub mod seeds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    fn seed_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/qmp_session")
-    }
 
     #[test]
     fn seeds_get_their_expected_replies() {
@@ -167,22 +162,11 @@ mod tests {
     /// `COVE_UPDATE_SEEDS=1 cargo test` rewrites the seed files.
     #[test]
     fn seed_files_are_current() {
-        let dir = seed_dir();
-        let update = std::env::var_os("COVE_UPDATE_SEEDS").is_some();
-        for seed in seeds::all() {
-            let path = dir.join(seed.name);
-            if update {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &seed.bytes).unwrap();
-            } else {
-                let on_disk = std::fs::read(&path).unwrap_or_default();
-                assert!(
-                    on_disk == seed.bytes,
-                    "{} is stale: run COVE_UPDATE_SEEDS=1 cargo test in emu/fuzz",
-                    path.display()
-                );
-            }
-        }
+        let seeds = seeds::all();
+        crate::check_seed_files(
+            "qmp_session",
+            seeds.iter().map(|seed| (seed.name, seed.bytes.as_slice())),
+        );
     }
 
     #[test]
