@@ -20,7 +20,7 @@
 //! Missing header bytes read as zero. Property: nothing panics, and the outcome is either
 //! [`Outcome::Recovered`] or [`Outcome::Failed`] with a report.
 
-use emu::hypervisor::emulation::page_walk;
+use emu::hypervisor::emulation::page_walk::{self, Piece};
 use emu::hypervisor::emulation::registers::{
     CR0_MP, CR0_NE, CR0_PE, CR0_PG, CR0_WP, CR4_LA57, CR4_OSFXSR, CR4_PAE, CR4_PSE, EFER_LMA,
 };
@@ -32,7 +32,6 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 pub const MEMORY_SIZE: usize = 1 << 20;
 /// Header bytes before the exit data and memory image.
 pub const HEADER_LEN: usize = 164;
-const PAGE_SIZE: u64 = 4096;
 const EFER_LME: u64 = 1 << 8;
 const EFER_NXE: u64 = 1 << 11;
 /// `KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES`.
@@ -186,31 +185,16 @@ impl FuzzCpu {
         self.sregs.cr0 & CR0_PE != 0 && self.sregs.cs.dpl == 3
     }
 
-    /// Translates and checks every page of `gva..gva + len` before anything is accessed.
-    fn pieces(
-        &self,
-        gva: u64,
-        len: usize,
-        write: bool,
-    ) -> Result<Vec<(u64, usize, usize)>, CpuAccessError> {
-        let user_mode = self.user_mode();
-        let mut pieces = Vec::new();
-        let mut start = 0;
-        while start < len {
-            let address = gva.wrapping_add(start as u64);
-            let to_page_end = (PAGE_SIZE - address % PAGE_SIZE) as usize;
-            let piece_len = to_page_end.min(len - start);
-            let translation = page_walk::walk(&self.memory, &self.sregs, address)?;
-            if self.sregs.cr0 & CR0_PG != 0
-                && (write || user_mode)
-                && !translation.permits(write, user_mode, self.sregs.cr0 & CR0_WP != 0)
-            {
-                return Err(CpuAccessError::NotPermitted(address));
-            }
-            pieces.push((translation.gpa, start, piece_len));
-            start += piece_len;
-        }
-        Ok(pieces)
+    /// Translates and checks every page of `gva..gva + len` before anything is accessed, with
+    /// emu's own page walk, as `KvmGuestCpu` does when KVM cannot translate.
+    fn pieces(&self, gva: u64, len: usize, write: bool) -> Result<Vec<Piece>, CpuAccessError> {
+        page_walk::split_access(
+            &self.memory,
+            &self.sregs,
+            self.user_mode(),
+            (gva, len, write),
+            |address| page_walk::translate(&self.memory, &self.sregs, address),
+        )
     }
 }
 
@@ -246,7 +230,7 @@ impl GuestCpu for FuzzCpu {
     }
 
     fn read_virtual(&self, gva: u64, buf: &mut [u8]) -> Result<(), CpuAccessError> {
-        for (gpa, start, len) in self.pieces(gva, buf.len(), false)? {
+        for Piece { gpa, start, len } in self.pieces(gva, buf.len(), false)? {
             self.memory
                 .read_slice(&mut buf[start..start + len], GuestAddress(gpa))
                 .map_err(|_| CpuAccessError::OutsideMemory(gpa))?;
@@ -256,13 +240,13 @@ impl GuestCpu for FuzzCpu {
 
     fn write_virtual(&mut self, gva: u64, buf: &[u8]) -> Result<(), CpuAccessError> {
         let pieces = self.pieces(gva, buf.len(), true)?;
-        if let Some(&(gpa, _, _)) = pieces
+        if let Some(piece) = pieces
             .iter()
-            .find(|&&(gpa, _, len)| !self.memory.check_range(GuestAddress(gpa), len))
+            .find(|piece| !self.memory.check_range(GuestAddress(piece.gpa), piece.len))
         {
-            return Err(CpuAccessError::OutsideMemory(gpa));
+            return Err(CpuAccessError::OutsideMemory(piece.gpa));
         }
-        for (gpa, start, len) in pieces {
+        for Piece { gpa, start, len } in pieces {
             self.memory
                 .write_slice(&buf[start..start + len], GuestAddress(gpa))
                 .map_err(|_| CpuAccessError::OutsideMemory(gpa))?;

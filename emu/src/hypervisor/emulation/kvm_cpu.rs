@@ -17,11 +17,9 @@ use kvm_bindings::{
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use super::page_walk;
-use super::registers::{cpl, CR0_PG, CR0_WP};
+use super::page_walk::{self, Piece};
+use super::registers::cpl;
 use super::{CpuAccessError, GuestCpu};
-
-const PAGE_SIZE: u64 = 0x1000;
 
 /// Where things are in the XSAVE area, in 32-bit words: MXCSR at byte 24, MXCSR_MASK at byte
 /// 28, and the low half of XSTATE_BV at byte 512.
@@ -82,14 +80,6 @@ fn ioctl(name: &'static str) -> impl Fn(kvm_ioctls::Error) -> CpuAccessError {
     move |error| CpuAccessError::Ioctl(format!("{name}: {error}"))
 }
 
-/// One page's part of a guest-virtual access: the guest-physical address and the range of the
-/// caller's buffer it covers.
-struct Piece {
-    gpa: u64,
-    start: usize,
-    len: usize,
-}
-
 impl<'a> KvmGuestCpu<'a> {
     /// Wraps `vcpu` and `memory`; the vCPU must not be running while this is used.
     pub fn new(vcpu: &'a VcpuFd, memory: &'a GuestMemoryMmap) -> Self {
@@ -105,48 +95,18 @@ impl<'a> KvmGuestCpu<'a> {
         page_walk::translate(self.memory, sregs, gva)
     }
 
-    /// Refuses accesses the guest's page tables forbid. Supervisor reads are not checked
-    /// (supervisor mode can read every present page, SMAP aside).
-    fn check_rights(
-        &self,
-        sregs: &kvm_sregs,
-        user_mode: bool,
-        gva: u64,
-        write: bool,
-    ) -> Result<(), CpuAccessError> {
-        if sregs.cr0 & CR0_PG == 0 || (!write && !user_mode) {
-            return Ok(());
-        }
-        let translation = page_walk::walk(self.memory, sregs, gva)?;
-        if translation.permits(write, user_mode, sregs.cr0 & CR0_WP != 0) {
-            Ok(())
-        } else {
-            Err(CpuAccessError::NotPermitted(gva))
-        }
-    }
-
     /// Translates every page of `gva..gva + len` before anything is accessed, so that a failed
     /// access changes nothing.
     fn pieces(&self, gva: u64, len: usize, write: bool) -> Result<Vec<Piece>, CpuAccessError> {
         let sregs = self.sregs()?;
         let user_mode = cpl(&self.regs()?, &sregs) == 3;
-        let mut pieces = Vec::new();
-        let mut start = 0;
-        while start < len {
-            let address = gva.wrapping_add(start as u64);
-            // At most a page, so the conversion cannot truncate.
-            let to_page_end = (PAGE_SIZE - address % PAGE_SIZE) as usize;
-            let piece_len = to_page_end.min(len - start);
-            self.check_rights(&sregs, user_mode, address, write)?;
-            let gpa = self.translate(&sregs, address)?;
-            pieces.push(Piece {
-                gpa,
-                start,
-                len: piece_len,
-            });
-            start += piece_len;
-        }
-        Ok(pieces)
+        page_walk::split_access(
+            self.memory,
+            &sregs,
+            user_mode,
+            (gva, len, write),
+            |address| self.translate(&sregs, address),
+        )
     }
 }
 

@@ -10,7 +10,7 @@
 use kvm_bindings::kvm_sregs;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
-use super::registers::{CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA};
+use super::registers::{CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA};
 use super::CpuAccessError;
 
 const PTE_PRESENT: u64 = 1 << 0;
@@ -49,6 +49,57 @@ impl Translation {
         }
         !write || self.writable || (!user_mode && !cr0_wp)
     }
+}
+
+/// Bytes in a guest page (the unit an access is split at).
+const PAGE_SIZE: u64 = 0x1000;
+
+/// One page's part of a guest-virtual access: the guest-physical address and the range of the
+/// caller's buffer it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    /// Where this part lands in guest-physical memory.
+    pub gpa: u64,
+    /// Its offset in the caller's buffer.
+    pub start: usize,
+    /// Its length in bytes, at most to the end of its page.
+    pub len: usize,
+}
+
+/// Splits the access `gva..gva + len` at page boundaries, checking each page against the
+/// guest's page tables and translating it with `translate`, before anything is accessed, so
+/// that a failed access changes nothing. With paging on, user-mode accesses and writes need
+/// the page's rights (CR0.WP honoured); supervisor reads are not checked (supervisor mode can
+/// read every present page, SMAP aside).
+pub fn split_access(
+    memory: &impl GuestMemoryBackend,
+    sregs: &kvm_sregs,
+    user_mode: bool,
+    access: (u64, usize, bool),
+    mut translate: impl FnMut(u64) -> Result<u64, CpuAccessError>,
+) -> Result<Vec<Piece>, CpuAccessError> {
+    let (gva, len, write) = access;
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while start < len {
+        let address = gva.wrapping_add(start as u64);
+        // At most a page, so the conversion cannot truncate.
+        let to_page_end = (PAGE_SIZE - address % PAGE_SIZE) as usize;
+        let piece_len = to_page_end.min(len - start);
+        if sregs.cr0 & CR0_PG != 0 && (write || user_mode) {
+            let translation = walk(memory, sregs, address)?;
+            if !translation.permits(write, user_mode, sregs.cr0 & CR0_WP != 0) {
+                return Err(CpuAccessError::NotPermitted(address));
+            }
+        }
+        pieces.push(Piece {
+            gpa: translate(address)?,
+            start,
+            len: piece_len,
+        });
+        start += piece_len;
+    }
+    Ok(pieces)
 }
 
 /// Translates `gva` through the page tables described by `sregs` (CR0, CR3, CR4, EFER).
