@@ -11,6 +11,7 @@ mod settings;
 #[cfg(test)]
 mod test_support;
 mod vm_controls;
+mod vm_host;
 mod window;
 
 use clap::Parser;

@@ -24,3 +24,26 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The VM process of the app's unit tests: the app under test starts this test binary with
+/// `--exact test_support::vm_host_main` and `COVE_TEST_VM_HOST` naming the VM's folder (the
+/// real app starts `cove vm-host`). Without that variable it does nothing.
+#[test]
+fn vm_host_main() {
+    let Some(dir) = std::env::var_os("COVE_TEST_VM_HOST") else {
+        return;
+    };
+    crate::logging::init(0);
+    let code = crate::vm_host::run(
+        std::path::Path::new(&dir),
+        &crate::vm_host::Options {
+            sandbox: true,
+            debug_commands: true,
+            orphan: crate::vm_host::OrphanPolicy {
+                grace: std::time::Duration::from_secs(10),
+                shutdown: std::time::Duration::from_secs(15),
+            },
+        },
+    );
+    std::process::exit(i32::from(code));
+}

@@ -41,7 +41,7 @@ pub fn run_window(
                 .ok_or("eframe started without wgpu")?;
             let ctx = cc.egui_ctx.clone();
             frames.set_waker(move || ctx.request_repaint());
-            let view = DisplayView::new(render_state, frames.clone(), port);
+            let view = DisplayView::new(render_state, frames.clone(), std::sync::Arc::new(port));
             // Screenshots go to the current directory, named after the VM.
             let screenshots = screenshot::Place::new("", format!("cove-{}-", controller.name()));
             Ok(Box::new(VmWindow {

@@ -2,10 +2,52 @@
 //! plus the region changed since the renderer last looked, and the cursor. [`FrameSink`] is
 //! the [`ScanoutSink`] the VM writes into; the renderer takes the dirty region and uploads
 //! only that.
+//!
+//! Across processes the mirror lives in shared memory ([`SharedPixels`]): the VM process's
+//! `Frames` (made with [`Frames::new_shared`]) allocates each mode's mirror in a memfd, and
+//! the app's `Frames` maps it ([`Frames::attach`]) and learns of changes from the link
+//! ([`Frames::mark_dirty`]), so the renderer uploads from the same bytes the VM wrote.
 
+use crate::shared_pixels::SharedPixels;
 use emu::scanout::{CursorImage, PixelFormat, Rect, ScanoutSink, Surface};
 use parking_lot::Mutex;
 use std::sync::Arc;
+
+/// Where a mirror's bytes live.
+pub enum Pixels {
+    /// In this process only.
+    Owned(Vec<u8>),
+    /// In memory shared with another process.
+    Shared(SharedPixels),
+}
+
+impl Pixels {
+    /// The bytes, when this side writes them (never for memory another process shared).
+    fn writable(&mut self) -> Option<&mut [u8]> {
+        match self {
+            Self::Owned(v) => Some(v),
+            Self::Shared(s) => s.as_mut_slice(),
+        }
+    }
+
+    /// The shared memory, when the bytes live in one.
+    pub fn shared(&self) -> Option<&SharedPixels> {
+        match self {
+            Self::Owned(_) => None,
+            Self::Shared(s) => Some(s),
+        }
+    }
+}
+
+impl std::ops::Deref for Pixels {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Owned(v) => v,
+            Self::Shared(s) => s.as_slice(),
+        }
+    }
+}
 
 /// The guest's screen as last flushed.
 pub struct Mirror {
@@ -16,7 +58,9 @@ pub struct Mirror {
     /// The guest's pixel layout, swizzled to RGBA by the renderer's shader.
     pub format: PixelFormat,
     /// `width * height` pixels of 4 bytes, rows packed without padding.
-    pub pixels: Vec<u8>,
+    pub pixels: Pixels,
+    /// Counts the mirrors a `Frames` made: a new number is a new allocation.
+    pub generation: u64,
 }
 
 /// What changed since the last [`Frames::take_changes`].
@@ -39,6 +83,7 @@ struct State {
     cursor_changed: bool,
     cursor_position: (u32, u32),
     frames: u64,
+    generations: u64,
 }
 
 type Waker = Box<dyn Fn() + Send + Sync>;
@@ -48,12 +93,56 @@ type Waker = Box<dyn Fn() + Send + Sync>;
 pub struct Frames {
     state: Mutex<State>,
     waker: Mutex<Option<Waker>>,
+    /// Mirrors are allocated in shared memory (the VM process of an app).
+    shared: bool,
 }
 
 impl Frames {
     /// An empty mirror (no mode set), shared between the GPU worker and the window.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// An empty mirror whose screens are allocated in shared memory, for another process to
+    /// map.
+    pub fn new_shared() -> Arc<Self> {
+        Arc::new(Self {
+            shared: true,
+            ..Self::default()
+        })
+    }
+
+    /// Shows a screen another process draws into `pixels` (the app side of a link). Fails
+    /// when `pixels` is too small for the size.
+    pub fn attach(&self, width: u32, height: u32, format: PixelFormat, pixels: SharedPixels) {
+        let mut state = self.state.lock();
+        state.generations += 1;
+        state.mirror = Some(Mirror {
+            width,
+            height,
+            format,
+            pixels: Pixels::Shared(pixels),
+            generation: state.generations,
+        });
+        state.dirty = Some(Rect::new(0, 0, width, height));
+        drop(state);
+        self.wake();
+    }
+
+    /// Another process changed `dirty` of the attached screen (ignored when it does not fit).
+    pub fn mark_dirty(&self, dirty: Rect) -> bool {
+        let mut state = self.state.lock();
+        let Some(mirror) = state.mirror.as_ref() else {
+            return false;
+        };
+        if dirty.width == 0 || dirty.height == 0 || !dirty.fits_in(mirror.width, mirror.height) {
+            return false;
+        }
+        state.dirty = Some(union(state.dirty, dirty));
+        state.frames += 1;
+        drop(state);
+        self.wake();
+        true
     }
 
     /// Called after each guest update (the window asks egui to repaint).
@@ -74,6 +163,12 @@ impl Frames {
             .mirror
             .as_ref()
             .map(|m| (m.width, m.height))
+    }
+
+    /// The pointer image now and where its hot spot is (for a viewer that attaches late).
+    pub fn cursor(&self) -> (Option<CursorImage>, (u32, u32)) {
+        let state = self.state.lock();
+        (state.cursor.clone(), state.cursor_position)
     }
 
     /// Guest updates seen so far.
@@ -133,11 +228,26 @@ impl ScanoutSink for FrameSink {
                     .as_ref()
                     .is_some_and(|m| (m.width, m.height, m.format) == (width, height, format));
                 if !same {
+                    let len = width as usize * height as usize * 4;
+                    let pixels = if self.0.shared {
+                        match SharedPixels::create(len) {
+                            Ok(shared) => Pixels::Shared(shared),
+                            Err(e) => {
+                                log::error!("no shared memory for a {width}x{height} screen: {e}");
+                                state.mirror = None;
+                                return;
+                            }
+                        }
+                    } else {
+                        Pixels::Owned(vec![0; len])
+                    };
+                    state.generations += 1;
                     state.mirror = Some(Mirror {
                         width,
                         height,
                         format,
-                        pixels: vec![0; width as usize * height as usize * 4],
+                        pixels,
+                        generation: state.generations,
                     });
                     state.dirty = Some(Rect::new(0, 0, width, height));
                 }
@@ -165,11 +275,14 @@ impl ScanoutSink for FrameSink {
             return;
         }
         mirror.format = surface.format;
+        let Some(pixels) = mirror.pixels.writable() else {
+            return;
+        };
         let stride = surface.width as usize * 4;
         let row = dirty.width as usize * 4;
         for y in dirty.y as usize..(dirty.y + dirty.height) as usize {
             let start = y * stride + dirty.x as usize * 4;
-            mirror.pixels[start..start + row].copy_from_slice(&surface.pixels[start..start + row]);
+            pixels[start..start + row].copy_from_slice(&surface.pixels[start..start + row]);
         }
         state.dirty = Some(union(state.dirty, dirty));
         state.frames += 1;

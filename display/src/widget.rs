@@ -10,9 +10,33 @@ use crate::scale::{place, to_tablet, Area, ScaleMode};
 use egui_wgpu::{CallbackResources, CallbackTrait};
 use emu::machine::display_port::DisplayPort;
 use emu::virtio::input::evdev::TABLET_MAX;
+use emu::virtio::input::InputEvent;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// Where a view sends the guest's input and the size it would like: the VM's display port in
+/// this process, or the link to a VM process.
+pub trait InputPort: Send + Sync {
+    /// Keyboard events (evdev key codes), ending with a sync.
+    fn send_keyboard(&self, events: &[InputEvent]);
+    /// Tablet events (absolute position, buttons, wheel), ending with a sync.
+    fn send_tablet(&self, events: &[InputEvent]);
+    /// The view is `width` x `height` pixels: offer the guest that mode.
+    fn set_display_size(&self, width: u32, height: u32);
+}
+
+impl InputPort for DisplayPort {
+    fn send_keyboard(&self, events: &[InputEvent]) {
+        DisplayPort::send_keyboard(self, events);
+    }
+    fn send_tablet(&self, events: &[InputEvent]) {
+        DisplayPort::send_tablet(self, events);
+    }
+    fn set_display_size(&self, width: u32, height: u32) {
+        DisplayPort::set_display_size(self, width, height);
+    }
+}
 
 static NEXT_VIEW: AtomicU64 = AtomicU64::new(1);
 
@@ -24,7 +48,7 @@ struct Renderers(HashMap<u64, ScanoutRenderer>);
 pub struct DisplayView {
     id: u64,
     frames: Arc<Frames>,
-    port: DisplayPort,
+    port: Arc<dyn InputPort>,
     /// How the guest's screen is fitted into the widget; the user's choice.
     pub scale: ScaleMode,
     grabbed: bool,
@@ -39,7 +63,7 @@ impl DisplayView {
     pub fn new(
         render_state: &egui_wgpu::RenderState,
         frames: Arc<Frames>,
-        port: DisplayPort,
+        port: Arc<dyn InputPort>,
     ) -> Self {
         let id = NEXT_VIEW.fetch_add(1, Ordering::Relaxed);
         let renderer = ScanoutRenderer::new(&render_state.device, render_state.target_format);

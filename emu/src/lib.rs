@@ -40,4 +40,5 @@ pub mod pci;
 pub mod scanout;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod threads;
 pub mod virtio;

@@ -52,6 +52,36 @@ pub enum Command {
     /// Example: `cove qmp /tmp/vm.qmp query-status`, or
     /// `cove qmp /tmp/vm.qmp query-block '{}'`. Events that arrive meanwhile are not printed.
     Qmp(QmpArgs),
+    /// Run one library VM in a process of its own, for the app (not for users).
+    #[command(hide = true)]
+    VmHost(VmHostArgs),
+}
+
+/// `cove vm-host`: what the app hands the VM process it starts.
+#[derive(Args, Debug)]
+pub struct VmHostArgs {
+    /// The VM's folder in the library.
+    pub dir: PathBuf,
+    /// on: confine the process with seccomp filters per thread kind; off: for debugging only
+    /// (logged).
+    #[arg(long, value_enum, default_value = "on")]
+    pub sandbox: SandboxMode,
+    /// Seconds without an app before the guest's power button is pressed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub orphan_grace: u64,
+    /// Seconds the guest then has to shut down before it is turned off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    pub orphan_shutdown: u64,
+    /// Allow the debug actions tests use (drawing a test frame, a forbidden call, an abort).
+    #[arg(long)]
+    pub debug_commands: bool,
+}
+
+/// Whether the VM process is sandboxed.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxMode {
+    On,
+    Off,
 }
 
 /// Direct kernel boot, shared by `cove run` and `cove create`.

@@ -25,6 +25,19 @@ pub fn dispatch(command: Command, data_dir: Option<&Path>) -> ExitCode {
         Command::Edit(edit) => return library_cli::edit(data_dir, &edit),
         Command::DetectOs(args) => return library_cli::detect_os(&args.path),
         Command::Delete(delete) => return library_cli::delete(data_dir, &delete),
+        Command::VmHost(host) => {
+            return ExitCode::from(crate::vm_host::run(
+                &host.dir,
+                &crate::vm_host::Options {
+                    sandbox: host.sandbox == SandboxMode::On,
+                    debug_commands: host.debug_commands,
+                    orphan: crate::vm_host::OrphanPolicy {
+                        grace: std::time::Duration::from_secs(host.orphan_grace),
+                        shutdown: std::time::Duration::from_secs(host.orphan_shutdown),
+                    },
+                },
+            ))
+        }
     };
     match result {
         Ok(code) => code,

@@ -88,7 +88,7 @@ impl CoveApp {
     fn vm_row(&mut self, ui: &mut egui::Ui, ctx: &egui::Context, vm: &VmEntry) -> bool {
         let running = self
             .running(&vm.dir)
-            .map(|r| (r.controller.status().qmp_name(), r.frames().cloned()));
+            .map(|r| (r.status().qmp_name(), r.frames().cloned()));
         let live = running.as_ref().and_then(|(_, f)| f.clone());
         let saved = self.thumbnail_times.get(&vm.dir).copied();
         self.thumbnails.show(ui, ctx, vm, live.as_deref(), saved);
@@ -99,7 +99,11 @@ impl CoveApp {
                 .map_or("Unknown OS", String::as_str),
         );
         let copying = self.copies.iter().any(|c| c.dir() == vm.dir);
-        let elsewhere = self.elsewhere.get(&vm.dir).cloned();
+        // A VM this app shows in a tab is not "elsewhere", though its own process holds it.
+        let elsewhere = match running {
+            Some(_) => None,
+            None => self.elsewhere.get(&vm.dir).cloned(),
+        };
         let busy = running.is_some() || copying || elsewhere.is_some();
         match (&running, &elsewhere) {
             (Some((status, _)), _) => ui.label(status.to_string()),

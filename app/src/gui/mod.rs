@@ -71,6 +71,8 @@ pub struct CoveApp {
     thumbnail_times: std::collections::HashMap<std::path::PathBuf, std::time::SystemTime>,
     /// OS names of ISOs already looked up.
     iso_names: library_scan::IsoNames,
+    /// VM processes this app tried to attach to (by pid), so each is tried once.
+    attach_tried: std::collections::HashSet<u32>,
     quit_asked: bool,
     quitting_since: Option<Instant>,
     pub message: Option<Message>,
@@ -108,6 +110,7 @@ impl CoveApp {
             thumbnail_times: Default::default(),
             remote: Default::default(),
             iso_names: Default::default(),
+            attach_tried: Default::default(),
             quit_asked: false,
             quitting_since: None,
             message: None,
@@ -216,15 +219,53 @@ impl CoveApp {
         if let Some(e) = limits {
             return Err(e);
         }
-        let lock = self
-            .library
-            .lock(
-                entry,
-                "the Cove app",
-                crate::library::run_lock::Activity::Running,
-            )
-            .map_err(|e| e.to_string())?;
-        RunningVm::start(entry, ctx, lock)
+        // The VM process takes the run lock itself; asking first gives the answer at once.
+        if let Some(holder) = crate::library::run_lock::holder(&entry.dir) {
+            return Err(crate::library::run_lock::LockError::Held(Some(holder)).to_string());
+        }
+        RunningVm::start(entry, ctx)
+    }
+
+    /// Attaches to VM processes that run library VMs without an app (an earlier run of the
+    /// app died or quit): each gets its tab back. Each process is tried once.
+    fn reattach(&mut self, ctx: &egui::Context) {
+        let candidates: Vec<(PathBuf, crate::library::run_lock::Holder)> = self
+            .elsewhere
+            .iter()
+            .filter(|(dir, holder)| {
+                holder.program == crate::vm_host::PROGRAM
+                    && holder.link.is_some()
+                    && !self.attach_tried.contains(&holder.pid)
+                    && !self
+                        .running
+                        .iter()
+                        .any(|r| &&r.dir == dir && r.is_running())
+            })
+            .map(|(dir, holder)| (dir.clone(), holder.clone()))
+            .collect();
+        for (dir, holder) in candidates {
+            self.attach_tried.insert(holder.pid);
+            let entry = self.entries.iter().find_map(|e| match e {
+                Entry::Vm(vm) if vm.dir == dir => Some(vm.clone()),
+                _ => None,
+            });
+            let (Some(entry), Some(link)) = (entry, holder.link) else {
+                continue;
+            };
+            match RunningVm::attach(&entry, link, ctx) {
+                Ok(mut vm) => {
+                    log::info!(
+                        "attached to the VM process of {} (pid {})",
+                        vm.name,
+                        holder.pid
+                    );
+                    vm.default_scale = self.settings.scale_mode();
+                    self.running.retain(|r| r.dir != dir);
+                    self.running.push(vm);
+                }
+                Err(e) => log::warn!("cannot attach to {}: {e}", dir.display()),
+            }
+        }
     }
 
     /// Asks the user about running VMs when the window is closed; returns whether the app may
@@ -258,6 +299,9 @@ impl CoveApp {
         if let Some(scan) = self.watcher.as_ref().and_then(|w| w.latest()) {
             self.apply(scan);
         }
+        self.reattach(&ctx);
+        // A VM process another app shows is not ours to show.
+        self.running.retain(|r| !r.held_elsewhere);
         self.poll_copy();
         for outcome in self.remote.finished() {
             match outcome.result {
@@ -351,6 +395,8 @@ impl CoveApp {
     }
 }
 
+#[cfg(test)]
+mod process_tests;
 #[cfg(test)]
 mod tab_tests;
 #[cfg(test)]

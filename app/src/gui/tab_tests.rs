@@ -9,13 +9,35 @@ use crate::test_support::TempDir;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 
-const LIMITS: HostLimits = HostLimits {
+pub(super) const LIMITS: HostLimits = HostLimits {
     cpus: 4,
     memory_bytes: 4 << 30,
 };
 
 /// An ELF64 kernel loaded at 16 MiB whose code writes "K\n" to COM1 and halts forever.
-fn tiny_kernel() -> Vec<u8> {
+pub(super) fn tiny_kernel() -> Vec<u8> {
+    tiny_kernel_with(&[
+        0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        0xb0, b'K', 0xee, // mov al, 'K'; out dx, al
+        0xb0, b'\n', 0xee, // mov al, '\n'; out dx, al
+        0xf4, 0xeb, 0xfd, // hlt; jmp back to the hlt
+    ])
+}
+
+/// A tiny kernel that writes "K" to COM1 for ever, a spin of 2^20 iterations apart (a serial
+/// log that keeps growing).
+pub(super) fn chatty_kernel() -> Vec<u8> {
+    tiny_kernel_with(&[
+        0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        0xb0, b'K', 0xee, // top: mov al, 'K'; out dx, al
+        0xb9, 0x00, 0x00, 0x10, 0x00, // mov ecx, 0x100000
+        0xff, 0xc9, 0x75, 0xfc, // spin: dec ecx; jnz spin
+        0xeb, 0xf2, // jmp top
+    ])
+}
+
+/// An ELF64 kernel loaded at 16 MiB running `code`.
+fn tiny_kernel_with(code: &[u8]) -> Vec<u8> {
     const BASE: u64 = 0x100_0000;
     const CODE: usize = 0x200;
     let mut elf = vec![0u8; 0x400];
@@ -41,17 +63,11 @@ fn tiny_kernel() -> Vec<u8> {
     ph.extend_from_slice(&(elf.len() as u64).to_le_bytes());
     ph.extend_from_slice(&0x1000u64.to_le_bytes());
     elf[64..64 + ph.len()].copy_from_slice(&ph);
-    let code = [
-        0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
-        0xb0, b'K', 0xee, // mov al, 'K'; out dx, al
-        0xb0, b'\n', 0xee, // mov al, '\n'; out dx, al
-        0xf4, 0xeb, 0xfd, // hlt; jmp back to the hlt
-    ];
-    elf[CODE..CODE + code.len()].copy_from_slice(&code);
+    elf[CODE..CODE + code.len()].copy_from_slice(code);
     elf
 }
 
-fn kvm_usable() -> bool {
+pub(super) fn kvm_usable() -> bool {
     let ok = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -63,14 +79,24 @@ fn kvm_usable() -> bool {
     ok
 }
 
-fn library(tmp: &TempDir) -> Library {
+pub(super) fn library(tmp: &TempDir) -> Library {
     Library::open(Some(&tmp.0.join("vms"))).unwrap()
 }
 
 /// A VM with a display that boots the tiny kernel.
-fn kernel_vm(tmp: &TempDir, library: &Library, name: &str) -> VmEntry {
-    let kernel = tmp.0.join("tiny-vmlinux");
-    std::fs::write(&kernel, tiny_kernel()).unwrap();
+pub(super) fn kernel_vm(tmp: &TempDir, library: &Library, name: &str) -> VmEntry {
+    kernel_vm_with(tmp, library, name, &tiny_kernel())
+}
+
+/// A VM with a display that boots `kernel`.
+pub(super) fn kernel_vm_with(
+    tmp: &TempDir,
+    library: &Library,
+    name: &str,
+    kernel_image: &[u8],
+) -> VmEntry {
+    let kernel = tmp.0.join(format!("{name}-vmlinux"));
+    std::fs::write(&kernel, kernel_image).unwrap();
     let toml = format!(
         "memory = \"64M\"\n[boot]\nkind = \"kernel\"\nkernel = \"{}\"\n[display]\nenabled = true\n",
         kernel.display()
@@ -87,7 +113,7 @@ fn firmware_vm(library: &Library, name: &str, cpus: u8) -> VmEntry {
     library.create(config, None).unwrap()
 }
 
-fn harness(tmp: &TempDir) -> Harness<'static, CoveApp> {
+pub(super) fn harness(tmp: &TempDir) -> Harness<'static, CoveApp> {
     let app = CoveApp::new(library(tmp), None, LIMITS, None);
     let mut h = Harness::builder()
         .with_size(egui::vec2(1100.0, 700.0))
@@ -97,7 +123,7 @@ fn harness(tmp: &TempDir) -> Harness<'static, CoveApp> {
 }
 
 /// Steps frames until `done` holds (at most a minute).
-fn wait_for(
+pub(super) fn wait_for(
     h: &mut Harness<'static, CoveApp>,
     what: &str,
     mut done: impl FnMut(&mut Harness<'static, CoveApp>) -> bool,
@@ -113,7 +139,7 @@ fn wait_for(
     }
 }
 
-fn serial(h: &mut Harness<'static, CoveApp>) -> String {
+pub(super) fn serial(h: &mut Harness<'static, CoveApp>) -> String {
     h.state_mut().running[0].serial_text()
 }
 
@@ -143,8 +169,9 @@ fn reset_clears_the_display_and_marks_the_serial_log() {
     h.run_steps(2);
     h.get_by_label(WAITING);
     assert!(h.state().running[0].draw_test_frame());
-    h.run_steps(2);
-    assert!(h.query_by_label(WAITING).is_none(), "a frame arrived");
+    wait_for(&mut h, "the test frame", |h| {
+        h.query_by_label(WAITING).is_none()
+    });
     h.get_by_label("Reset").click();
     wait_for(&mut h, "the reset mark and the waiting text", |h| {
         serial(h).contains(RESET_MARK) && h.query_by_label(WAITING).is_some()
@@ -171,6 +198,11 @@ fn a_paused_display_is_dimmed_under_paused() {
         serial(h).contains('K')
     });
     assert!(h.state().running[0].draw_test_frame());
+    wait_for(&mut h, "the test frame", |h| {
+        h.state().running[0]
+            .frames()
+            .is_some_and(|f| f.size().is_some())
+    });
     h.run_steps(2);
     assert!(h.query_by_label(PAUSED).is_none(), "running: no overlay");
     h.get_by_label("Pause").click();

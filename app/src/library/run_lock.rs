@@ -38,6 +38,10 @@ pub struct Holder {
     /// The VM's QMP control socket, while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<PathBuf>,
+    /// The app's link to a VM process (`cove vm-host`), while it runs: an app that restarts
+    /// attaches to the VM again through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<PathBuf>,
 }
 
 impl Holder {
@@ -119,6 +123,7 @@ impl RunLock {
             program: program.to_string(),
             activity,
             control: None,
+            link: None,
         };
         let mut held = Self {
             file,
@@ -132,6 +137,12 @@ impl RunLock {
     /// Records the control socket (once it is listening) for other processes to find.
     pub fn set_control(&mut self, control: Option<PathBuf>) {
         self.holder.control = control;
+        self.write_holder();
+    }
+
+    /// Records the link socket of a VM process (once it is listening).
+    pub fn set_link(&mut self, link: Option<PathBuf>) {
+        self.holder.link = link;
         self.write_holder();
     }
 
@@ -198,6 +209,7 @@ impl LockProbe {
             program: "another Cove process".into(),
             activity: Activity::Running,
             control: None,
+            link: None,
         }))
     }
 }
@@ -210,7 +222,16 @@ pub fn holder(dir: &Path) -> Option<Holder> {
 /// Where the VM in `dir` serves its control socket: in its folder when the path fits in a
 /// socket address, else in a private runtime folder of this user.
 pub fn control_socket_path(dir: &Path) -> PathBuf {
-    let inside = dir.join("control.sock");
+    socket_path(dir, "control.sock", "sock")
+}
+
+/// Where the VM process of the VM in `dir` listens for the app (as [`control_socket_path`]).
+pub fn link_socket_path(dir: &Path) -> PathBuf {
+    socket_path(dir, "link.sock", "link")
+}
+
+fn socket_path(dir: &Path, name: &str, suffix: &str) -> PathBuf {
+    let inside = dir.join(name);
     if inside.as_os_str().len() < 100 {
         return inside;
     }
@@ -218,7 +239,7 @@ pub fn control_socket_path(dir: &Path) -> PathBuf {
     let id = std::fs::metadata(dir)
         .map(|m| format!("{:x}-{:x}", m.dev(), m.ino()))
         .unwrap_or_else(|_| "vm".into());
-    runtime_dir().join(format!("{id}.sock"))
+    runtime_dir().join(format!("{id}.{suffix}"))
 }
 
 /// `$XDG_RUNTIME_DIR/cove`, or `/tmp/cove-UID`, made 0700.

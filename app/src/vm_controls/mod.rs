@@ -23,9 +23,52 @@ pub const SHUTDOWN_WAIT: &str = "Waiting for the guest to shut down…";
 /// Shown beside a VM's name while its display holds the keyboard and pointer.
 pub const GRAB_HINT: &str = "input grabbed, Ctrl+Alt+G releases";
 
+/// The commands the toolbar and the console give a VM: the VM's controller in this process
+/// (`cove run --display window`), or the link to a VM process (the app).
+pub trait VmCommands {
+    /// The VM's status now.
+    fn status(&self) -> VmStatus;
+    /// Parks the vCPUs (an error says why not, where it is known at once).
+    fn pause(&self) -> Result<(), String>;
+    /// Runs the vCPUs again.
+    fn resume(&self) -> Result<(), String>;
+    /// Resets the machine.
+    fn reset(&self);
+    /// Presses the ACPI power button.
+    fn power_down(&self);
+    /// Turns the VM off now.
+    fn quit(&self);
+    /// Types `bytes` into the serial console; false when they were dropped.
+    fn serial_input(&self, bytes: &[u8]) -> bool;
+}
+
+impl VmCommands for VmController {
+    fn status(&self) -> VmStatus {
+        VmController::status(self)
+    }
+    fn pause(&self) -> Result<(), String> {
+        VmController::pause(self)
+    }
+    fn resume(&self) -> Result<(), String> {
+        VmController::resume(self)
+    }
+    fn reset(&self) {
+        VmController::reset(self)
+    }
+    fn power_down(&self) {
+        VmController::power_down(self)
+    }
+    fn quit(&self) {
+        VmController::quit(self)
+    }
+    fn serial_input(&self, bytes: &[u8]) -> bool {
+        VmController::serial_input(self, bytes)
+    }
+}
+
 /// The VM the toolbar acts on, as it is this frame.
 pub struct Target<'a> {
-    pub controller: &'a VmController,
+    pub controller: &'a dyn VmCommands,
     /// Whether the VM is still running (its controls are off once it has ended).
     pub running: bool,
     /// The VM's screen, if it has a display.
@@ -80,13 +123,13 @@ impl VmControls {
     }
 
     /// Presses the guest's power button, and shows the wait for it to shut down from now on.
-    pub fn power_off(&mut self, controller: &VmController) {
+    pub fn power_off(&mut self, controller: &dyn VmCommands) {
         controller.power_down();
         self.powering_off_since.get_or_insert_with(Instant::now);
     }
 
     /// Turns the VM off now.
-    pub fn force_off(&mut self, controller: &VmController) {
+    pub fn force_off(&mut self, controller: &dyn VmCommands) {
         controller.quit();
         self.powering_off_since = None;
     }
@@ -94,7 +137,7 @@ impl VmControls {
     /// The wait for a guest asked to power off: [`SHUTDOWN_WAIT`], and after
     /// [`OFFER_FORCE_OFF_AFTER`] a Force off button beside it. Draws nothing otherwise, and
     /// forgets the wait once the VM has ended (`running` false).
-    pub fn shutdown_ui(&mut self, ui: &mut egui::Ui, controller: &VmController, running: bool) {
+    pub fn shutdown_ui(&mut self, ui: &mut egui::Ui, controller: &dyn VmCommands, running: bool) {
         if !running {
             self.powering_off_since = None;
         }

@@ -4,6 +4,7 @@
 //! exposes it on a QMP socket, created by [`secure_path`] so that no other user can reach it.
 
 pub mod controller;
+pub mod link;
 pub mod qmp;
 pub mod screendump;
 pub mod secure_path;

@@ -70,6 +70,20 @@ pub fn check_private_dir(dir: &Path) -> io::Result<()> {
 /// `path` is replaced; a live socket is refused with [`io::ErrorKind::AddrInUse`], and
 /// anything else with [`io::ErrorKind::AlreadyExists`].
 pub fn bind_unix_listener_private(path: &Path) -> io::Result<UnixListener> {
+    bind_private(
+        path,
+        |p| UnixListener::bind(p),
+        |p| UnixStream::connect(p).is_ok(),
+    )
+}
+
+/// [`bind_unix_listener_private`] for any kind of Unix socket: `bind` binds a listening
+/// socket at the path it is given, and `live` says whether something listens at a path.
+pub fn bind_private<T>(
+    path: &Path,
+    bind: impl FnOnce(&Path) -> io::Result<T>,
+    live: impl FnOnce(&Path) -> bool,
+) -> io::Result<T> {
     let dir = parent_dir(path);
     check_private_dir(&dir)?;
     let replace = match std::fs::symlink_metadata(path) {
@@ -79,7 +93,7 @@ pub fn bind_unix_listener_private(path: &Path) -> io::Result<UnixListener> {
                 format!("{} exists and is not a socket", path.display()),
             ))
         }
-        Ok(_) if UnixStream::connect(path).is_ok() => {
+        Ok(_) if live(path) => {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 format!("{} is in use by another process", path.display()),
@@ -91,7 +105,7 @@ pub fn bind_unix_listener_private(path: &Path) -> io::Result<UnixListener> {
     };
     let private = PrivateDir::create(&dir)?;
     let staged = private.path.join("s");
-    let listener = UnixListener::bind(&staged)
+    let listener = bind(&staged)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))?;
     private.set_private_mode(b"s\0")?;
     move_into_place(&staged, path, replace)?;

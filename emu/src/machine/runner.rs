@@ -59,14 +59,16 @@ impl Machine {
                 }),
             };
             let threads = report.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("cove-vcpu{index}"))
-                .spawn(move || {
+            let spawned = crate::threads::spawn(
+                crate::threads::ThreadKind::Vcpu,
+                format!("cove-vcpu{index}"),
+                move || {
                     // SAFETY: gettid has no preconditions and cannot fail.
                     let tid = unsafe { libc::gettid() };
                     threads.set_vcpu_thread(index, tid);
                     run_vcpu(vcpu, ctx)
-                });
+                },
+            );
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {

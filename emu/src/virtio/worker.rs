@@ -90,9 +90,10 @@ impl Worker {
                 EpollEvent::new(EventSet::IN, index as u64),
             )?;
         }
-        let thread = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
+        let thread = crate::threads::spawn(
+            crate::threads::ThreadKind::DeviceWorker,
+            name.to_string(),
+            move || {
                 let _stop = stop_for_thread;
                 let mut events = vec![EpollEvent::default(); doorbells.len() + 1];
                 // A doorbell may have rung before the worker existed (the driver notified
@@ -126,7 +127,8 @@ impl Worker {
                         }
                     }
                 }
-            })?;
+            },
+        )?;
         Ok(Self {
             stop,
             thread: Some(thread),

@@ -16,7 +16,7 @@ impl CoveApp {
                     ui.horizontal(|ui| {
                         if ui.button("Power them off").clicked() {
                             for vm in self.running.iter().filter(|r| r.is_running()) {
-                                vm.controller.power_down();
+                                crate::vm_controls::VmCommands::power_down(vm.process());
                             }
                             self.quitting_since = Some(Instant::now());
                             self.quit_asked = false;
@@ -43,7 +43,7 @@ impl CoveApp {
 
     fn force_off_all(&self) {
         for vm in self.running.iter().filter(|r| r.is_running()) {
-            vm.controller.quit();
+            crate::vm_controls::VmCommands::quit(vm.process());
         }
     }
 }

@@ -2,11 +2,13 @@
 //! at each reset), and the view of it, which follows new output while it is scrolled to the
 //! end and stays put once the user scrolls up, with a line of input for the guest.
 
-use emu::control::VmController;
+use crate::vm_controls::VmCommands;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::Arc;
+
+/// The line the serial log gets at each reset of the machine.
+pub const RESET_MARK: &str = "--- reset ---";
 
 /// Serial output kept for the console tab.
 const SCROLLBACK_BYTES: usize = 1 << 20;
@@ -19,7 +21,8 @@ pub struct Scrollback {
 }
 
 impl Scrollback {
-    fn push(&mut self, bytes: &[u8]) {
+    /// Adds serial output.
+    pub fn push(&mut self, bytes: &[u8]) {
         self.bytes.extend(bytes.iter().filter(|b| **b != b'\r'));
         let excess = self.bytes.len().saturating_sub(SCROLLBACK_BYTES);
         self.bytes.drain(..excess);
@@ -42,20 +45,6 @@ impl Scrollback {
         }
         let (a, b) = self.bytes.as_slices();
         Some(String::from_utf8_lossy(&[a, b].concat()).into_owned())
-    }
-}
-
-/// What the VM's serial port writes, into the scrollback.
-pub struct ScrollbackWriter(pub Arc<Mutex<Scrollback>>, pub egui::Context);
-
-impl Write for ScrollbackWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().push(buf);
-        self.1.request_repaint();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -85,7 +74,12 @@ impl Console {
     }
 
     /// Draws the input line and the log; returns a message when typed input was dropped.
-    pub fn ui(&mut self, ui: &mut egui::Ui, id: &str, controller: &VmController) -> Option<String> {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        id: &str,
+        controller: &dyn VmCommands,
+    ) -> Option<String> {
         let mut dropped = None;
         ui.horizontal(|ui| {
             let input = ui.add(

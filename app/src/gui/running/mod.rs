@@ -1,35 +1,36 @@
-//! A VM running inside the app: its thread, its control API, its screen ([`screen`]) and serial
-//! console ([`console`]), and the tab that shows them ([`tab`]) with the shared toolbar of
-//! [`crate::vm_controls`] and a status bar.
+//! A VM running in its own process ([`vm_process`]), as the app shows it: its screen (shared
+//! memory the VM process draws into), its serial console ([`console`]), and the tab that shows
+//! them ([`tab`]) with the shared toolbar of [`crate::vm_controls`] and a status bar.
 //!
 //! The library thumbnail of a VM is the last screen of its last run: the old one is removed
 //! when a run starts (the live screen takes its place) and written when the run ends, only if
 //! that boot of the guest had drawn something. A reset clears the screen, so a thumbnail never
 //! shows a frame from before a reset or from an earlier run.
+//!
+//! A VM process that dies (a crash, `kill -9`, the OOM killer) leaves its tab showing that it
+//! crashed, with its exit status and the last lines of its log, and Start to run it again;
+//! nothing else in the app is touched.
 
 mod console;
-mod screen;
 mod tab;
+pub mod vm_process;
 
 #[cfg(test)]
-pub use screen::RESET_MARK;
+pub use console::RESET_MARK;
 pub use tab::failure_banner;
 #[cfg(test)]
 pub use tab::{PAUSED, WAITING};
 
-use crate::library::run_lock::RunLock;
 use crate::library::VmEntry;
 use crate::vm_controls::{screenshot, VmControls};
-use console::{Console, ScrollbackWriter};
-use display::{DisplayView, Frames, ScaleMode};
+use console::Console;
+use display::{DisplayView, FrameSink, Frames, ScaleMode};
 use emu::control::screendump::write_png;
-use emu::control::VmController;
-use emu::machine::{ConsoleOutput, Vm, VmExit};
-use screen::Screen;
+use emu::control::VmStatus;
+use emu::scanout::ScanoutSink;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use vm_process::{Outcome, Sinks, VmProcess};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tab {
@@ -44,6 +45,8 @@ pub enum Ended {
     Off(String),
     /// It could not start, or failed while running: why.
     Failed(String),
+    /// Its process died without saying why: the exit status and the log's last lines.
+    Crashed(String),
 }
 
 /// One VM's run in the app (running, or ended and still shown in its tab).
@@ -52,14 +55,16 @@ pub struct RunningVm {
     pub name: String,
     /// The VM's folder: what identifies it, whatever its name.
     pub dir: PathBuf,
-    pub controller: VmController,
-    screen: Option<Arc<Screen>>,
+    process: VmProcess,
+    /// Whether the VM has a display.
+    display: bool,
+    frames: Arc<Frames>,
     view: Option<DisplayView>,
     console: Console,
-    done: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Ended>>,
     /// How the VM ended, once it has.
     pub ended: Option<Ended>,
+    /// Another app holds the VM process this one tried to attach to.
+    pub held_elsewhere: bool,
     tab: Tab,
     /// The toolbar, and the line it last had to say (shown in the status bar).
     controls: VmControls,
@@ -71,140 +76,112 @@ pub struct RunningVm {
     pub start_requested: bool,
     /// The user closed the tab while the VM ran: it closes once the VM has ended.
     pub close_when_ended: bool,
-    /// The VM's control socket (QMP), which other Cove processes find through the run lock.
-    control: Option<emu::control::qmp::QmpServer>,
-    /// Held while the VM runs.
-    run_lock: Option<RunLock>,
 }
 
 impl RunningVm {
-    /// Starts the VM in `entry` on its own thread.
-    pub fn start(entry: &VmEntry, ctx: &egui::Context, mut lock: RunLock) -> Result<Self, String> {
+    /// Starts the VM in `entry` in a process of its own.
+    pub fn start(entry: &VmEntry, ctx: &egui::Context) -> Result<Self, String> {
         entry.config.validate()?;
-        let console = Console::new();
-        let output = ConsoleOutput::new(ScrollbackWriter(console.scrollback.clone(), ctx.clone()));
-        let mut vm = Vm::new(entry.config.clone(), output);
-        let screen = vm.display().map(|port| {
-            let frames = Frames::new();
-            let repaint = ctx.clone();
-            frames.set_waker(move || repaint.request_repaint());
-            let screen = Screen::new(frames);
-            port.set_sink(screen.clone());
-            screen
-        });
-        let controller = vm.controller();
-        let socket = crate::library::run_lock::control_socket_path(&entry.dir);
-        let events = controller.clone();
-        let control = match emu::control::qmp::QmpServer::start(
-            &socket,
-            Arc::new(controller.clone()),
-            Arc::new(move || events.subscribe()),
-        ) {
-            Ok(server) => {
-                lock.set_control(Some(socket));
-                Some(server)
-            }
-            Err(e) => {
-                log::warn!(
-                    "{}: no control socket at {}: {e}",
-                    entry.config.name,
-                    socket.display()
-                );
-                None
-            }
-        };
-        let done = Arc::new(AtomicBool::new(false));
-        // Subscribed before the VM runs, so no reset goes unseen.
-        screen::watch_events(
-            controller.subscribe(),
-            screen.clone(),
-            console.scrollback.clone(),
-            done.clone(),
-            ctx.clone(),
-        )
-        .map_err(|e| format!("cannot start a thread for the VM's events: {e}"))?;
         let thumbnail = entry.dir.join(crate::library::THUMBNAIL_FILE);
         // The last run's screen no longer describes the VM once a new run starts.
         let _ = std::fs::remove_file(&thumbnail);
-        let vm_done = done.clone();
+        let (console, frames, sinks) = Self::sinks(ctx);
+        let process = VmProcess::spawn(&entry.dir, sinks)?;
+        Ok(Self::new(entry, process, console, frames))
+    }
+
+    /// Attaches to the VM process that runs `entry` (started by an earlier run of the app),
+    /// listening at `link`.
+    pub fn attach(entry: &VmEntry, link: PathBuf, ctx: &egui::Context) -> Result<Self, String> {
+        let (console, frames, sinks) = Self::sinks(ctx);
+        let process = VmProcess::attach(&entry.dir, link, sinks)?;
+        Ok(Self::new(entry, process, console, frames))
+    }
+
+    fn sinks(ctx: &egui::Context) -> (Console, Arc<Frames>, Sinks) {
+        let console = Console::new();
+        let frames = Frames::new();
         let repaint = ctx.clone();
-        let name = entry.config.name.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("cove-vm-{name}"))
-            .spawn(move || {
-                let ended = match vm.run() {
-                    Ok(VmExit::PowerOff) => Ended::Off("powered off".into()),
-                    Ok(VmExit::Rebooted) => Ended::Off("rebooted".into()),
-                    Ok(VmExit::Stopped(_)) => Ended::Off("stopped".into()),
-                    Ok(VmExit::Failed(report)) => Ended::Failed(report),
-                    Err(e) => Ended::Failed(format!("could not start: {e}")),
-                };
-                vm_done.store(true, Ordering::Release);
-                repaint.request_repaint();
-                ended
-            })
-            .map_err(|e| {
-                done.store(true, Ordering::Release);
-                format!("cannot start a thread for the VM: {e}")
-            })?;
-        Ok(Self {
-            name,
+        frames.set_waker(move || repaint.request_repaint());
+        let sinks = Sinks {
+            frames: frames.clone(),
+            scrollback: console.scrollback.clone(),
+            ctx: ctx.clone(),
+        };
+        (console, frames, sinks)
+    }
+
+    fn new(entry: &VmEntry, process: VmProcess, console: Console, frames: Arc<Frames>) -> Self {
+        let display = entry.config.display.enabled;
+        Self {
+            name: entry.config.name.clone(),
             dir: entry.dir.clone(),
-            controller,
-            // A VM without a display opens on its console.
-            tab: if screen.is_some() {
-                Tab::Display
-            } else {
-                Tab::Console
-            },
-            screen,
+            process,
+            display,
+            frames,
             view: None,
             console,
-            done,
-            thread: Some(thread),
             ended: None,
+            held_elsewhere: false,
+            // A VM without a display opens on its console.
+            tab: if display { Tab::Display } else { Tab::Console },
             // Screenshots go next to the VM, in its folder.
             controls: VmControls::new(screenshot::Place::new(&entry.dir, "screenshot-"), true),
-            thumbnail,
+            thumbnail: entry.dir.join(crate::library::THUMBNAIL_FILE),
             default_scale: ScaleMode::Fit,
             scale_changed: None,
             start_requested: false,
             close_when_ended: false,
-            control,
-            run_lock: Some(lock),
-        })
+        }
     }
 
-    /// Notices the VM's end: saves its last screen as the library thumbnail, then clears the
-    /// screen.
+    /// Notices what the VM process said and whether it ended: saves its last screen as the
+    /// library thumbnail, then clears the screen.
     pub fn poll(&mut self) {
-        if self.ended.is_none() && self.done.load(Ordering::Acquire) {
-            if let Some(thread) = self.thread.take() {
-                self.ended = Some(
-                    thread
-                        .join()
-                        .unwrap_or_else(|_| Ended::Failed("the VM thread panicked".into())),
-                );
-                self.save_thumbnail();
-                if let Some(screen) = &self.screen {
-                    screen.clear();
-                }
-                if let Some(server) = self.control.take() {
-                    server.shutdown();
-                }
-                self.run_lock = None;
-            }
+        for notice in self.process.take_notices() {
+            self.controls.set_message(notice);
         }
+        if self.ended.is_some() {
+            return;
+        }
+        let Some(outcome) = self.process.outcome() else {
+            return;
+        };
+        self.ended = Some(match outcome {
+            Outcome::Said(false, text) => Ended::Off(text),
+            Outcome::Said(true, text) => Ended::Failed(text),
+            Outcome::Crashed(text) => {
+                log::error!("{}: {text}", self.name);
+                Ended::Crashed(text)
+            }
+            Outcome::Busy => {
+                self.held_elsewhere = true;
+                Ended::Off("shown by another Cove app".into())
+            }
+        });
+        self.save_thumbnail();
+        FrameSink(self.frames.clone()).configure(0, None);
+        self.view = None;
     }
 
     pub fn is_running(&self) -> bool {
         self.ended.is_none()
     }
 
+    /// The VM process, for commands.
+    pub fn process(&self) -> &VmProcess {
+        &self.process
+    }
+
+    /// The VM's status, as its process last said.
+    pub fn status(&self) -> VmStatus {
+        self.process.status()
+    }
+
     /// Why the run failed, if it did.
     pub fn failure(&self) -> Option<&str> {
         match &self.ended {
-            Some(Ended::Failed(why)) => Some(why),
+            Some(Ended::Failed(why)) | Some(Ended::Crashed(why)) => Some(why),
             _ => None,
         }
     }
@@ -212,8 +189,8 @@ impl RunningVm {
     /// Saves the screen the VM last showed as the library thumbnail (nothing when the guest's
     /// last boot drew nothing).
     fn save_thumbnail(&self) {
-        if let Some((w, h, rgba)) = self.frames().and_then(|f| f.rgba()) {
-            if let Ok(file) = std::fs::File::create(&self.thumbnail) {
+        if let Some((w, h, rgba)) = self.frames.rgba() {
+            if let Ok(file) = emu::control::secure_path::create_regular_file(&self.thumbnail) {
                 let _ = write_png(&mut std::io::BufWriter::new(file), w, h, &rgba);
             }
         }
@@ -224,8 +201,9 @@ impl RunningVm {
         self.view.as_ref().is_some_and(|v| v.grabbed())
     }
 
+    /// The VM's screen, when it has a display.
     pub fn frames(&self) -> Option<&Arc<Frames>> {
-        self.screen.as_ref().map(|s| s.frames())
+        self.display.then_some(&self.frames)
     }
 
     /// The serial log as the console shows it.
@@ -234,33 +212,30 @@ impl RunningVm {
         self.console.text().to_string()
     }
 
-    /// Draws a 4x2 screen into the VM's display as its GPU would (a test stands in for a
+    /// Asks the VM process to draw a 4x2 screen as its GPU would (a test stands in for a
     /// guest's driver). False when the VM has no display.
     #[cfg(test)]
     pub fn draw_test_frame(&self) -> bool {
-        use emu::scanout::{PixelFormat, Rect, ScanoutSink, Surface};
-        let Some(screen) = &self.screen else {
-            return false;
-        };
-        let pixels = [0x80u8; 32];
-        screen.configure(0, Some((4, 2, PixelFormat::Bgrx)));
-        let surface = Surface {
-            width: 4,
-            height: 2,
-            format: PixelFormat::Bgrx,
-            pixels: &pixels,
-        };
-        screen.update(0, &surface, Rect::new(0, 0, 4, 2));
-        true
+        self.display && {
+            self.process
+                .debug(emu::control::link::DebugAction::DrawTestFrame);
+            true
+        }
+    }
+
+    /// Kills the VM process (tests: a VM that dies).
+    #[cfg(test)]
+    pub fn kill_process(&self) {
+        self.process.kill();
     }
 
     /// Presses the guest's power button; the tab shows the wait (and offers Force off).
     pub fn power_off(&mut self) {
-        self.controls.power_off(&self.controller);
+        self.controls.power_off(&self.process);
     }
 
     /// Turns the VM off now.
     pub fn force_off(&mut self) {
-        self.controls.force_off(&self.controller);
+        self.controls.force_off(&self.process);
     }
 }

@@ -34,6 +34,42 @@ pub fn failure_banner(ui: &mut egui::Ui, name: &str, why: &str) {
         });
 }
 
+/// A red banner saying that `name` crashed: its process's exit status and last log lines.
+pub fn crash_banner(ui: &mut egui::Ui, name: &str, why: &str) {
+    egui::Frame::new()
+        .fill(egui::Color32::from_rgb(0x5c, 0x16, 0x16))
+        .stroke(egui::Stroke::new(1.0, ERROR))
+        .corner_radius(4.0)
+        .inner_margin(8.0)
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.label(
+                egui::RichText::new(format!("{name} crashed"))
+                    .strong()
+                    .color(egui::Color32::WHITE),
+            );
+            ui.label(
+                egui::RichText::new(
+                    "Its process died; the app and other VMs are unaffected. Start runs it again.",
+                )
+                .color(egui::Color32::WHITE),
+            );
+            egui::ScrollArea::vertical()
+                .id_salt(("crash-log", name))
+                .max_height(160.0)
+                .show(ui, |ui| {
+                    ui.add(
+                        egui::Label::new(
+                            egui::RichText::new(why)
+                                .monospace()
+                                .color(egui::Color32::WHITE),
+                        )
+                        .wrap(),
+                    );
+                });
+        });
+}
+
 /// A line in the middle of the display area.
 fn centered(ui: &mut egui::Ui, text: impl Into<egui::WidgetText>) {
     ui.centered_and_justified(|ui| {
@@ -47,9 +83,9 @@ impl RunningVm {
             let requests = self.controls.toolbar(
                 ui,
                 Target {
-                    controller: &self.controller,
+                    controller: &self.process,
                     running: self.ended.is_none(),
-                    frames: self.screen.as_ref().map(|s| s.frames()),
+                    frames: self.display.then_some(&self.frames),
                     view: self.view.as_mut(),
                 },
             );
@@ -69,30 +105,30 @@ impl RunningVm {
     /// The VM's tab: toolbar, banners, display or console, status bar.
     pub fn ui(&mut self, ui: &mut egui::Ui, render_state: Option<&egui_wgpu::RenderState>) {
         self.poll();
-        if self.view.is_none() {
-            if let (Some(frames), Some(state), Some(port)) = (
-                self.frames().cloned(),
-                render_state,
-                self.controller.display().cloned(),
-            ) {
-                let mut view = DisplayView::new(state, frames, port);
+        if self.view.is_none() && self.display && self.ended.is_none() {
+            if let Some(state) = render_state {
+                let port = std::sync::Arc::new(self.process.input());
+                let mut view = DisplayView::new(state, self.frames.clone(), port);
                 view.scale = self.default_scale;
                 self.view = Some(view);
             }
         }
         self.toolbar(ui);
-        if let Some(why) = self.failure() {
-            failure_banner(ui, &self.name, why);
+        match &self.ended {
+            Some(Ended::Crashed(why)) => crash_banner(ui, &self.name, why),
+            Some(Ended::Failed(why)) => failure_banner(ui, &self.name, why),
+            _ => {}
         }
         self.controls
-            .shutdown_ui(ui, &self.controller, self.ended.is_none());
+            .shutdown_ui(ui, &self.process, self.ended.is_none());
         let status = match &self.ended {
             Some(Ended::Off(how)) => format!("{}: {how}", self.name),
             Some(Ended::Failed(_)) => format!("{}: failed", self.name),
+            Some(Ended::Crashed(_)) => format!("{}: crashed", self.name),
             None => format!(
                 "{}: {}{}",
                 self.name,
-                self.controller.status().qmp_name(),
+                self.status().qmp_name(),
                 if self.grabbed() {
                     format!(" — {GRAB_HINT}")
                 } else {
@@ -113,7 +149,7 @@ impl RunningVm {
             Tab::Display => self.display_ui(ui),
             Tab::Console => {
                 let id = self.dir.display().to_string();
-                if let Some(dropped) = self.console.ui(ui, &id, &self.controller) {
+                if let Some(dropped) = self.console.ui(ui, &id, &self.process) {
                     self.controls.set_message(dropped);
                 }
             }
@@ -122,13 +158,13 @@ impl RunningVm {
 
     /// The display area: what the guest shows, or why there is nothing to see.
     fn display_ui(&mut self, ui: &mut egui::Ui) {
-        let Some(screen) = &self.screen else {
+        if !self.display {
             centered(
                 ui,
                 "This VM has no display; its serial console is in the other tab.",
             );
             return;
-        };
+        }
         if self.ended.is_some() {
             centered(
                 ui,
@@ -136,7 +172,7 @@ impl RunningVm {
             );
             return;
         }
-        let waiting = !screen.has_frame();
+        let waiting = self.frames.size().is_none();
         let area = ui.available_rect_before_wrap();
         match &mut self.view {
             // Drawn while it waits too: the view tells the guest the size it has to offer.
@@ -151,7 +187,7 @@ impl RunningVm {
                 area,
                 egui::Label::new(egui::RichText::new(WAITING).color(egui::Color32::LIGHT_GRAY)),
             );
-        } else if self.controller.status() == VmStatus::Paused {
+        } else if self.status() == VmStatus::Paused {
             ui.painter()
                 .rect_filled(area, 0.0, egui::Color32::from_black_alpha(170));
             ui.put(

@@ -1,24 +1,15 @@
-//! What the VM tab knows of the guest's screen and its resets: [`Screen`] is the scanout sink
-//! the VM draws into (it forwards to the display crate's [`FrameSink`] and remembers when the
-//! guest last set a mode), and [`watch_events`] follows the VM's events on a thread of its own,
-//! so that a reset blanks the screen and marks the serial log as soon as it happens, before the
-//! next boot can draw or print anything.
+//! The VM process's screen: [`Screen`] is the scanout sink the VM draws into (it forwards to
+//! the display crate's [`FrameSink`], whose mirror lives in shared memory, and remembers when
+//! the guest last set a mode), so that a reset can blank the screen as soon as it happens
+//! without ever wiping a mode the next boot has already set.
 
-use super::console::Scrollback;
 use display::{FrameSink, Frames};
-use emu::control::{TimedEvent, VmEvent};
 use emu::scanout::{CursorImage, PixelFormat, Rect, ScanoutSink, Surface};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-/// The line the serial log gets at each reset of the machine.
-pub const RESET_MARK: &str = "--- reset ---";
-
-/// The guest's screen as the VM tab shows it.
+/// The guest's screen as the VM process keeps it.
 pub struct Screen {
     frames: Arc<Frames>,
     sink: FrameSink,
@@ -41,11 +32,13 @@ impl Screen {
     }
 
     /// Whether the guest has put something on the screen (this boot).
+    #[cfg(test)]
     pub fn has_frame(&self) -> bool {
         self.frames.size().is_some()
     }
 
-    /// Forgets the screen (the VM stopped): the tab and the thumbnails show no stale frame.
+    /// Forgets the screen (the VM stopped).
+    #[cfg(test)]
     pub fn clear(&self) {
         let _held = self.configured_at.lock();
         self.sink.configure(0, None);
@@ -83,39 +76,10 @@ impl ScanoutSink for Screen {
     }
 }
 
-/// Follows `events` until `done` is set: each reset clears `screen` (when the VM has one) and
-/// writes [`RESET_MARK`] into the serial log, then asks `ctx` to repaint.
-pub fn watch_events(
-    events: Receiver<TimedEvent>,
-    screen: Option<Arc<Screen>>,
-    scrollback: Arc<Mutex<Scrollback>>,
-    done: Arc<AtomicBool>,
-    ctx: egui::Context,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("cove-vm-events".into())
-        .spawn(move || loop {
-            match events.recv_timeout(Duration::from_millis(200)) {
-                Ok(TimedEvent {
-                    event: VmEvent::Reset { .. },
-                    timestamp,
-                }) => {
-                    if let Some(screen) = &screen {
-                        screen.clear_after_reset(timestamp);
-                    }
-                    scrollback.lock().mark(RESET_MARK);
-                    ctx.request_repaint();
-                }
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) if !done.load(Ordering::Acquire) => {}
-                Err(_) => return,
-            }
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_reset_clears_the_old_screen_but_never_the_next_boots() {
