@@ -1,24 +1,14 @@
-//! App settings, kept in the user's config directory (`settings.toml`): what the app remembers
-//! between runs. A missing or unreadable file means defaults; it is never an error.
+//! App settings, kept in the user's config directory (`settings.toml`): where the file lives,
+//! loading and saving it, and the display scale it names. The format itself (text to
+//! [`Settings`] and back) is [`format`]. A missing or unreadable file means defaults; it is
+//! never an error.
+
+mod format;
+
+pub use format::Settings;
 
 use display::ScaleMode;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    /// How VM displays are scaled: "fit", "one-to-one" or "fill".
-    pub scale: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            scale: "fit".into(),
-        }
-    }
-}
 
 impl Settings {
     /// Where settings live: `<config dir>/settings.toml`, or beside the library with
@@ -31,9 +21,11 @@ impl Settings {
         }
     }
 
+    /// The settings in the file at `path` ([`Settings::parse`]), or the defaults when there is
+    /// no path, no file, or a file that does not parse (logged).
     pub fn load(path: Option<&Path>) -> Self {
         path.and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|text| match toml::from_str(&text) {
+            .and_then(|text| match Self::parse(&text) {
                 Ok(settings) => Some(settings),
                 Err(e) => {
                     log::warn!("ignoring unreadable settings: {e}");
@@ -43,21 +35,21 @@ impl Settings {
             .unwrap_or_default()
     }
 
+    /// Writes the settings to `path` (creating its directory); a failure is logged.
     pub fn save(&self, path: Option<&Path>) {
         let Some(path) = path else { return };
-        let written = toml::to_string(self)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-                }
-                std::fs::write(path, text).map_err(|e| e.to_string())
-            });
+        let written = self.to_toml().map_err(|e| e.to_string()).and_then(|text| {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(path, text).map_err(|e| e.to_string())
+        });
         if let Err(e) = written {
             log::warn!("cannot save settings to {}: {e}", path.display());
         }
     }
 
+    /// The display scale the settings name (unknown names mean [`ScaleMode::Fit`]).
     pub fn scale_mode(&self) -> ScaleMode {
         match self.scale.as_str() {
             "one-to-one" => ScaleMode::OneToOne,
@@ -66,6 +58,7 @@ impl Settings {
         }
     }
 
+    /// Remembers `mode` as the display scale.
     pub fn set_scale_mode(&mut self, mode: ScaleMode) {
         self.scale = match mode {
             ScaleMode::Fit => "fit",
@@ -92,5 +85,21 @@ mod tests {
         std::fs::write(&path, "scale = [").unwrap();
         assert_eq!(Settings::load(Some(&path)), Settings::default());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn parse_takes_defaults_ignores_unknown_keys_and_refuses_wrong_types() {
+        assert_eq!(Settings::parse("").unwrap(), Settings::default());
+        let parsed = Settings::parse("scale = \"fill\"\n[window]\nwidth = 3\n").unwrap();
+        assert_eq!(parsed.scale_mode(), ScaleMode::Fill);
+        assert_eq!(
+            Settings::parse("scale = \"sideways\"")
+                .unwrap()
+                .scale_mode(),
+            ScaleMode::Fit
+        );
+        assert!(Settings::parse("scale = 3").is_err());
+        let text = parsed.to_toml().unwrap();
+        assert_eq!(Settings::parse(&text).unwrap(), parsed);
     }
 }

@@ -4,8 +4,12 @@
 
 pub mod blk;
 pub mod emulation_decode;
+pub mod gpu;
+pub mod input;
 pub mod pci_config_msix;
 pub mod qmp;
+pub mod rings;
+pub mod settings_toml;
 
 /// Checks that the committed seed files of `target` (under `seeds/<target>/`) are exactly what
 /// its generator makes now, or rewrites them when `COVE_UPDATE_SEEDS` is set (each target's
