@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz smoke test: checks the seed corpus, builds each fuzz target (virtio_blk_queue,
 # qmp_session, vm_config, pci_config_msix, emulation_decode, virtio_gpu_queues,
-# virtio_input_queues, settings_toml) with cargo-fuzz and runs
+# virtio_input_queues, settings_toml, link_messages) with cargo-fuzz and runs
 # libFuzzer on each for an equal share of FUZZ_SECONDS (FUZZ_SECONDS
 # defaults to 60; 0 replays the seeds only), starting from the committed seeds in
 # emu/fuzz/seeds/<target>/. Fails on a crash, a timeout or an out-of-memory; the input that did
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 # One line: scripts/fuzz-long.sh reads this list with grep.
-targets=(virtio_blk_queue qmp_session vm_config pci_config_msix emulation_decode virtio_gpu_queues virtio_input_queues settings_toml)
+targets=(virtio_blk_queue qmp_session vm_config pci_config_msix emulation_decode virtio_gpu_queues virtio_input_queues settings_toml link_messages)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz-smoke: installing cargo-fuzz" >&2

@@ -66,13 +66,15 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// Per-frame wall ms, CPU ms and bytes uploaded for `count` updates of `rect`.
+/// Per-frame wall ms, CPU ms and bytes uploaded for `count` updates of `rect`; `arrived`
+/// waits until the update reached `frames` (at once in-process).
 fn measure(
     guest: &mut Guest,
     offscreen: &mut Offscreen,
     frames: &Frames,
     rect: Rect,
     count: u32,
+    arrived: &dyn Fn(),
 ) -> (f64, f64, u64) {
     let Rect {
         x,
@@ -95,6 +97,7 @@ fn measure(
     for _ in 0..count {
         assert_eq!(guest.send(&transfer), RESP_OK_NODATA);
         assert_eq!(guest.send(&flush), RESP_OK_NODATA);
+        arrived();
         uploaded += offscreen.upload(frames);
     }
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(count);
@@ -105,23 +108,93 @@ fn measure(
     )
 }
 
-fn main() {
-    let count: u32 = std::env::var("FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let mut offscreen = match Offscreen::new() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("frame_cost: no wgpu adapter: {e}");
-            std::process::exit(1);
+/// The link between a VM process's shared mirror (`vm`) and the app's (`app`): a forwarder
+/// thread sends the screen and dirty rectangles as the VM process does, a reader thread
+/// decodes them as the app does. Returns a wait for the next update's arrival.
+fn link(vm: Arc<Frames>, app: Arc<Frames>) -> impl Fn() {
+    use emu::control::link::{LinkSocket, ToGui, MAX_MESSAGE_BYTES};
+    use std::sync::mpsc::channel;
+    let (vm_end, app_end) = LinkSocket::pair().expect("socket pair");
+    let (wake, woken) = channel::<()>();
+    vm.set_waker(move || {
+        let _ = wake.send(());
+    });
+    std::thread::spawn(move || {
+        let mut generation = None;
+        while woken.recv().is_ok() {
+            while woken.try_recv().is_ok() {}
+            let (screen, dirty) = vm.take_changes(|c| {
+                let screen = c.mirror.and_then(|m| {
+                    (generation != Some(m.generation)).then(|| {
+                        generation = Some(m.generation);
+                        let fd = m.pixels.shared().map(|s| s.fd().try_clone_to_owned());
+                        (m.width, m.height, m.format, fd)
+                    })
+                });
+                (screen, c.dirty)
+            });
+            if let Some((width, height, format, Some(Ok(fd)))) = screen {
+                let message = ToGui::Screen {
+                    width,
+                    height,
+                    format,
+                }
+                .encode();
+                vm_end
+                    .send(&message, Some(std::os::fd::AsFd::as_fd(&fd)))
+                    .expect("send");
+            } else if let Some(rect) = dirty {
+                vm_end
+                    .send(&ToGui::Dirty(rect).encode(), None)
+                    .expect("send");
+            }
         }
-    };
+    });
+    let (arrive, arrival) = channel::<()>();
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; MAX_MESSAGE_BYTES];
+        while let Ok(Some(received)) = app_end.receive(&mut buffer) {
+            match ToGui::decode(&buffer[..received.len]).expect("decode") {
+                ToGui::Screen {
+                    width,
+                    height,
+                    format,
+                } => {
+                    let fd = received.fd.expect("the screen's memfd");
+                    let len = width as usize * height as usize * 4;
+                    let pixels = display::SharedPixels::attach(fd, len).expect("map");
+                    app.attach(width, height, format, pixels);
+                }
+                ToGui::Dirty(rect) => {
+                    app.mark_dirty(rect);
+                }
+                _ => {}
+            }
+            let _ = arrive.send(());
+        }
+    });
+    move || {
+        arrival
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the update crossed the link");
+    }
+}
+
+/// Runs the full-frame and 64x64 measurements of one path.
+fn run(label: &str, shared: bool, count: u32, offscreen: &mut Offscreen) {
     let harness = Harness::new(64 << 20);
-    let frames = Frames::new();
+    let (sink_frames, shown, arrived): (Arc<Frames>, Arc<Frames>, Box<dyn Fn()>) = if shared {
+        let vm = Frames::new_shared();
+        let app = Frames::new();
+        let arrived = link(vm.clone(), app.clone());
+        (vm, app, Box::new(arrived))
+    } else {
+        let frames = Frames::new();
+        (frames.clone(), frames, Box::new(|| {}))
+    };
     let (gpu, _handle) = Gpu::new(
         &GpuOptions::default(),
-        Some(Arc::new(FrameSink(frames.clone()))),
+        Some(Arc::new(FrameSink(sink_frames.clone()))),
     );
     let address = harness.add_virtio(Box::new(gpu)).expect("GPU");
     let mut driver = VirtioDriver::probe(&harness, address);
@@ -150,26 +223,45 @@ fn main() {
         guest.send(&command(CMD_SET_SCANOUT, &[0, 0, W, H, 0, 1], &[])),
         RESP_OK_NODATA
     );
-    offscreen.upload(&frames);
+    arrived();
+    offscreen.upload(&shown);
 
+    let (wall, cpu, uploaded) = measure(
+        &mut guest,
+        offscreen,
+        &shown,
+        Rect::new(0, 0, W, H),
+        count,
+        &*arrived,
+    );
+    println!("{label}: full {W}x{H} frame: wall {wall:.2} ms, CPU {cpu:.2} ms per frame ({uploaded} bytes uploaded)");
+    let (wall, cpu, uploaded) = measure(
+        &mut guest,
+        offscreen,
+        &shown,
+        Rect::new(512, 256, 64, 64),
+        count * 4,
+        &*arrived,
+    );
+    println!("{label}: 64x64 dirty rectangle: wall {wall:.3} ms, CPU {cpu:.3} ms per frame ({uploaded} bytes uploaded)");
+}
+
+fn main() {
+    let count: u32 = std::env::var("FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let mut offscreen = match Offscreen::new() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("frame_cost: no wgpu adapter: {e}");
+            std::process::exit(1);
+        }
+    };
     println!(
         "frame_cost: adapter {}, {count} frames each",
         offscreen.adapter_name
     );
-    let (wall, cpu, uploaded) = measure(
-        &mut guest,
-        &mut offscreen,
-        &frames,
-        Rect::new(0, 0, W, H),
-        count,
-    );
-    println!("full {W}x{H} frame: wall {wall:.2} ms, CPU {cpu:.2} ms per frame ({uploaded} bytes uploaded)");
-    let (wall, cpu, uploaded) = measure(
-        &mut guest,
-        &mut offscreen,
-        &frames,
-        Rect::new(512, 256, 64, 64),
-        count * 4,
-    );
-    println!("64x64 dirty rectangle: wall {wall:.3} ms, CPU {cpu:.3} ms per frame ({uploaded} bytes uploaded)");
+    run("in-process", false, count, &mut offscreen);
+    run("through the link", true, count, &mut offscreen);
 }

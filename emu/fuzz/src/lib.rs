@@ -6,6 +6,7 @@ pub mod blk;
 pub mod emulation_decode;
 pub mod gpu;
 pub mod input;
+pub mod link;
 pub mod pci_config_msix;
 pub mod qmp;
 pub mod rings;
