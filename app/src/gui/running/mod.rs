@@ -76,6 +76,8 @@ pub struct RunningVm {
     pub start_requested: bool,
     /// The user closed the tab while the VM ran: it closes once the VM has ended.
     pub close_when_ended: bool,
+    /// When the run started, until its first frame is logged.
+    started: Option<std::time::Instant>,
 }
 
 impl RunningVm {
@@ -132,6 +134,7 @@ impl RunningVm {
             scale_changed: None,
             start_requested: false,
             close_when_ended: false,
+            started: Some(std::time::Instant::now()),
         }
     }
 
@@ -140,6 +143,15 @@ impl RunningVm {
     pub fn poll(&mut self) {
         for notice in self.process.take_notices() {
             self.controls.set_message(notice);
+        }
+        if self.frames.size().is_some() {
+            if let Some(started) = self.started.take() {
+                log::info!(
+                    "GUI: {}'s first guest frame {} ms after its VM process was started",
+                    self.name,
+                    started.elapsed().as_millis()
+                );
+            }
         }
         if self.ended.is_some() {
             return;
