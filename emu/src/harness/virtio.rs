@@ -583,6 +583,15 @@ impl<'h> VirtioDriver<'h> {
         u64::from(self.config_read32(offset)) | (u64::from(self.config_read32(offset + 4)) << 32)
     }
 
+    /// Reads `avail_event` in the used ring (EVENT_IDX): the available index at which the
+    /// device wants the next notification.
+    pub fn avail_event(&self, index: u16) -> u16 {
+        let queue = self.queue(index);
+        let at = queue.used.0 + 4 + 8 * u64::from(queue.size);
+        let raw = self.harness.read_mem(GuestAddress(at), 2);
+        u16::from_le_bytes([raw[0], raw[1]])
+    }
+
     /// Writes `used_event` in the available ring (EVENT_IDX): interrupt me when the used
     /// index passes `value`.
     pub fn set_used_event(&self, index: u16, value: u16) {

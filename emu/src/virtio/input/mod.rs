@@ -237,9 +237,19 @@ fn deliver(
             }
         };
         let Some(chain) = chain else {
-            // No buffer: keep the event for when the guest gives one.
+            // No buffer: keep the event for when the guest gives one, and ask to be told
+            // (with EVENT_IDX the guest notifies only when asked); buffers that arrived
+            // meanwhile are taken at once.
             events.push_front(event);
-            break;
+            match queue.enable_notification(memory) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    log::warn!("virtio-input: bad event queue: {e:?}; the device needs a reset");
+                    interrupt.set_needs_reset();
+                    return false;
+                }
+            }
         };
         let head = chain.head_index();
         let written = match super::chain::Chain::collect(chain) {

@@ -49,6 +49,40 @@ fn events_arrive_in_order_and_wait_for_buffers() {
 }
 
 #[test]
+fn with_event_idx_a_device_out_of_buffers_asks_for_the_next_one() {
+    let h = Harness::new(16 << 20);
+    let queue = InputQueue::new().unwrap();
+    let address = h
+        .add_virtio(Box::new(Input::keyboard(queue.clone())))
+        .unwrap();
+    let mut d = VirtioDriver::probe(&h, address);
+    d.init(crate::virtio::features::RING_EVENT_IDX);
+    let buffer = h.alloc(8, 8);
+    d.submit(0, &[Buffer::writable(buffer, 8)]);
+    queue.send(&[InputEvent::key(30, true)]);
+    d.wait_used(0, Duration::from_secs(5))
+        .expect("the first event");
+    // The next event finds no buffer: the device must ask to be notified of the guest's next
+    // one (avail_event = the available index now), or the guest never rings again.
+    queue.send(&[InputEvent::key(30, false)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while d.avail_event(0) != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "avail_event stayed {}",
+            d.avail_event(0)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.submit(0, &[Buffer::writable(buffer, 8)]);
+    let used = d
+        .wait_used(0, Duration::from_secs(5))
+        .expect("the held event");
+    assert_eq!(used.len, 8);
+    assert_eq!(h.read_mem(buffer, 4), [1, 0, 30, 0], "EV_KEY 30 released");
+}
+
+#[test]
 fn tablet_events_and_a_bad_buffer() {
     let h = Harness::new(16 << 20);
     let queue = InputQueue::new().unwrap();
