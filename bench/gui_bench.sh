@@ -42,7 +42,8 @@ pid=$!
 sleep "${VM_SECONDS:-90}"
 echo "GUI RSS with one running VM (256 MiB guest, after ${VM_SECONDS:-90} s): $(rss_kib "$pid") KiB"
 vm_pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$work/lib/bench/.cove-run.lock")
-# Guest RAM is the one mapping of exactly the guest's size; everything else is the VMM.
+# Guest RAM is the one mapping of the guest's size (plus at most a few guard pages); everything
+# else is the VMM.
 read -r vmm_kib guest_kib < <(python3 - "$vm_pid" <<'PY'
 import re, sys
 vmm = guest = 0
@@ -50,7 +51,8 @@ is_guest = False
 for line in open(f"/proc/{sys.argv[1]}/smaps"):
     m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
     if m:
-        is_guest = int(m.group(2), 16) - int(m.group(1), 16) == 256 << 20
+        size = int(m.group(2), 16) - int(m.group(1), 16)
+        is_guest = 256 << 20 <= size <= (256 << 20) + (4 << 20)
     elif line.startswith("Rss:"):
         kib = int(line.split()[1])
         if is_guest:

@@ -1,5 +1,7 @@
-//! The desktop app under Xvfb: `cove --open NAME` starts a library VM inside the app, and a
-//! screenshot of the app window shows the guest's console (fbcon on virtio-gpu) in its tab.
+//! The desktop app under Xvfb: `cove --open NAME` starts a library VM in a VM process of its
+//! own, a screenshot of the app window shows the guest's console (fbcon on virtio-gpu, drawn
+//! into the shared memory the app maps) in its tab, and Alt+SysRq+O typed into the tab reaches
+//! the guest through the link: the guest powers off.
 
 use cove_tests::x11::Xvfb;
 use cove_tests::{cove_binary, create_test_kernel_vm, kvm_available, CoveProcess, ScratchDir};
@@ -29,7 +31,7 @@ fn a_library_vm_shows_its_console_in_the_app() {
     create_test_kernel_vm(
         &data,
         "guest",
-        "console=tty0 console=ttyS0 COVE_INIT=spin",
+        "console=tty0 console=ttyS0 COVE_INIT=spin sysrq_always_enabled",
         &["--display"],
     );
 
@@ -37,11 +39,9 @@ fn a_library_vm_shows_its_console_in_the_app() {
     let mut command = Command::new(cove_binary());
     command.env("DISPLAY", &x.display);
     let app = CoveProcess::spawn_command(command, &["--data-dir", &data, "--open", "guest"]);
-    assert!(
-        x.find_window("Cove", Duration::from_secs(60)).is_some(),
-        "no app window\n{}",
-        app.transcript()
-    );
+    let window = x
+        .find_window("Cove", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no app window\n{}", app.transcript()));
     // The console appears once the guest's fbcon has drawn it (a minute or more here, where the
     // guest kernel is emulated).
     let deadline = Instant::now() + Duration::from_secs(900);
@@ -63,6 +63,29 @@ fn a_library_vm_shows_its_console_in_the_app() {
     assert!(
         app.log.text().contains("GUI: first frame after"),
         "{}",
+        app.transcript()
+    );
+
+    // The keyboard, through the link to the VM process: Alt+SysRq+O powers the guest off.
+    x.xdotool(&["windowfocus", "--sync", &window]);
+    x.xdotool(&["mousemove", "--window", &window, "500", "400", "click", "1"]);
+    std::thread::sleep(Duration::from_millis(500));
+    x.xdotool(&[
+        "keydown", "Alt_L", "keydown", "Print", "key", "o", "keyup", "Print", "keyup", "Alt_L",
+    ]);
+    let log = scratch.path("vms").join("guest").join(".cove-vm.log");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("guest: powered off") {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        text.contains("guest: powered off"),
+        "Alt+SysRq+O typed into the app did not reach the guest\n{text}\n{}",
         app.transcript()
     );
     drop(app);
