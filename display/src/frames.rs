@@ -165,10 +165,9 @@ impl Frames {
             .map(|m| (m.width, m.height))
     }
 
-    /// The pointer image now and where its hot spot is (for a viewer that attaches late).
-    pub fn cursor(&self) -> (Option<CursorImage>, (u32, u32)) {
-        let state = self.state.lock();
-        (state.cursor.clone(), state.cursor_position)
+    /// The pointer image now (for a viewer that attaches late).
+    pub fn cursor_image(&self) -> Option<CursorImage> {
+        self.state.lock().cursor.clone()
     }
 
     /// Guest updates seen so far.

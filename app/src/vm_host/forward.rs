@@ -37,7 +37,7 @@ pub fn forward_screen(frames: Arc<Frames>, hub: Arc<Hub>) {
         if resend {
             sent = Sent::default();
         }
-        let (news, dirty, cursor) = frames.take_changes(|changes| {
+        let (news, dirty, cursor, position) = frames.take_changes(|changes| {
             let news = match changes.mirror {
                 Some(m) if sent.generation != Some(m.generation) => {
                     sent.generation = Some(m.generation);
@@ -59,7 +59,7 @@ pub fn forward_screen(frames: Arc<Frames>, hub: Arc<Hub>) {
                 None => ScreenNews::Same,
             };
             let cursor: Option<Option<CursorImage>> = changes.cursor_image.map(|c| c.cloned());
-            (news, changes.dirty, cursor)
+            (news, changes.dirty, cursor, changes.cursor_position)
         });
         let mut screen_sent = false;
         match news {
@@ -91,10 +91,13 @@ pub fn forward_screen(frames: Arc<Frames>, hub: Arc<Hub>) {
                 hub.send(&ToGui::Dirty(rect), None);
             }
         }
-        let (image, position) = frames.cursor();
-        if resend {
-            hub.send(&ToGui::Cursor(image), None);
-        } else if let Some(image) = cursor {
+        // The image is cloned only when the app needs it: a new app, or a change.
+        let image = if resend {
+            Some(frames.cursor_image())
+        } else {
+            cursor
+        };
+        if let Some(image) = image {
             hub.send(&ToGui::Cursor(image), None);
         }
         if sent.cursor_position != Some(position) {

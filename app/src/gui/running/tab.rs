@@ -16,8 +16,8 @@ pub const PAUSED: &str = "Paused";
 /// The colour of errors.
 const ERROR: egui::Color32 = egui::Color32::from_rgb(0xd0, 0x30, 0x30);
 
-/// A red banner saying that `name` failed, and why.
-pub fn failure_banner(ui: &mut egui::Ui, name: &str, why: &str) {
+/// A red banner: `title` in bold, then whatever `body` draws.
+fn red_banner(ui: &mut egui::Ui, title: String, body: impl FnOnce(&mut egui::Ui)) {
     egui::Frame::new()
         .fill(egui::Color32::from_rgb(0x5c, 0x16, 0x16))
         .stroke(egui::Stroke::new(1.0, ERROR))
@@ -26,48 +26,44 @@ pub fn failure_banner(ui: &mut egui::Ui, name: &str, why: &str) {
         .show(ui, |ui| {
             ui.set_width(ui.available_width());
             ui.label(
-                egui::RichText::new(format!("{name} failed"))
+                egui::RichText::new(title)
                     .strong()
                     .color(egui::Color32::WHITE),
             );
-            ui.add(egui::Label::new(egui::RichText::new(why).color(egui::Color32::WHITE)).wrap());
+            body(ui);
         });
+}
+
+/// A red banner saying that `name` failed, and why.
+pub fn failure_banner(ui: &mut egui::Ui, name: &str, why: &str) {
+    red_banner(ui, format!("{name} failed"), |ui| {
+        ui.add(egui::Label::new(egui::RichText::new(why).color(egui::Color32::WHITE)).wrap());
+    });
 }
 
 /// A red banner saying that `name` crashed: its process's exit status and last log lines.
 pub fn crash_banner(ui: &mut egui::Ui, name: &str, why: &str) {
-    egui::Frame::new()
-        .fill(egui::Color32::from_rgb(0x5c, 0x16, 0x16))
-        .stroke(egui::Stroke::new(1.0, ERROR))
-        .corner_radius(4.0)
-        .inner_margin(8.0)
-        .show(ui, |ui| {
-            ui.set_width(ui.available_width());
-            ui.label(
-                egui::RichText::new(format!("{name} crashed"))
-                    .strong()
-                    .color(egui::Color32::WHITE),
-            );
-            ui.label(
-                egui::RichText::new(
-                    "Its process died; the app and other VMs are unaffected. Start runs it again.",
-                )
-                .color(egui::Color32::WHITE),
-            );
-            egui::ScrollArea::vertical()
-                .id_salt(("crash-log", name))
-                .max_height(160.0)
-                .show(ui, |ui| {
-                    ui.add(
-                        egui::Label::new(
-                            egui::RichText::new(why)
-                                .monospace()
-                                .color(egui::Color32::WHITE),
-                        )
-                        .wrap(),
-                    );
-                });
-        });
+    red_banner(ui, format!("{name} crashed"), |ui| {
+        ui.label(
+            egui::RichText::new(
+                "Its process died; the app and other VMs are unaffected. Start runs it again.",
+            )
+            .color(egui::Color32::WHITE),
+        );
+        egui::ScrollArea::vertical()
+            .id_salt(("crash-log", name))
+            .max_height(160.0)
+            .show(ui, |ui| {
+                ui.add(
+                    egui::Label::new(
+                        egui::RichText::new(why)
+                            .monospace()
+                            .color(egui::Color32::WHITE),
+                    )
+                    .wrap(),
+                );
+            });
+    });
 }
 
 /// A line in the middle of the display area.
