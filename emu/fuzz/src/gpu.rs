@@ -28,7 +28,7 @@ use emu::virtio::gpu::protocol::MAX_SCANOUTS;
 use emu::virtio::gpu::state::MAX_DIMENSION;
 use emu::virtio::gpu::{Gpu, GpuOptions};
 use emu::virtio::queue_service::QueueLayout;
-use emu::virtio::{features, Activation, VirtioDevice, VirtioInterrupt};
+use emu::virtio::VirtioDevice;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -283,26 +283,9 @@ pub fn run(data: &[u8]) -> Outcome {
     } else {
         &[0, 1]
     };
-    let mut queues = Vec::new();
-    for &index in enabled {
-        let Some(queue) = rings::ready(index, control.layout(index), event_idx, &memory) else {
-            return outcome;
-        };
-        queues.push(queue);
-    }
-    let interrupt = Arc::new(VirtioInterrupt::detached(2));
-    let features = features::VERSION_1
-        | if event_idx {
-            features::RING_EVENT_IDX
-        } else {
-            0
-        };
-    let Ok(mut service) = gpu.activate(Activation {
-        memory: memory.clone(),
-        features,
-        queues,
-        interrupt: interrupt.clone(),
-    }) else {
+    let Some((mut service, interrupt)) =
+        rings::activate(&mut gpu, enabled, |i| control.layout(i), event_idx, &memory)
+    else {
         return outcome;
     };
     outcome.activated = true;

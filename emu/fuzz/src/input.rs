@@ -29,8 +29,7 @@
 use crate::rings;
 use emu::virtio::input::{Input, InputEvent, InputQueue};
 use emu::virtio::queue_service::QueueLayout;
-use emu::virtio::{features, Activation, VirtioDevice, VirtioInterrupt};
-use std::sync::Arc;
+use emu::virtio::VirtioDevice;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Guest RAM, from address 0.
@@ -272,26 +271,13 @@ pub fn run(data: &[u8]) -> Outcome {
     } else {
         &[0, 1]
     };
-    let mut queues = Vec::new();
-    for &index in enabled {
-        let Some(queue) = rings::ready(index, control.layout(index), event_idx, &memory) else {
-            return outcome;
-        };
-        queues.push(queue);
-    }
-    let interrupt = Arc::new(VirtioInterrupt::detached(2));
-    let features = features::VERSION_1
-        | if event_idx {
-            features::RING_EVENT_IDX
-        } else {
-            0
-        };
-    let Ok(mut service) = device.activate(Activation {
-        memory: memory.clone(),
-        features,
-        queues,
-        interrupt: interrupt.clone(),
-    }) else {
+    let Some((mut service, interrupt)) = rings::activate(
+        &mut device,
+        enabled,
+        |i| control.layout(i),
+        event_idx,
+        &memory,
+    ) else {
         return outcome;
     };
     outcome.activated = true;

@@ -4,7 +4,8 @@
 //! use to put descriptors, chains and buffers in a guest memory image.
 
 use emu::virtio::queue_service::{ready_queue, QueueLayout};
-use emu::virtio::ReadyQueue;
+use emu::virtio::{features, Activation, ReadyQueue, Service, VirtioDevice, VirtioInterrupt};
+use std::sync::Arc;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -45,6 +46,38 @@ pub fn ready(
         queue,
         doorbell,
     })
+}
+
+/// DRIVER_OK as the fuzzed driver set it up: readies the queues in `enabled` (each at
+/// `layout(index)`) and activates `device` on them, with EVENT_IDX when `event_idx`. None when
+/// a queue or the activation is refused; else the service and the interrupt it signals.
+pub fn activate(
+    device: &mut dyn VirtioDevice,
+    enabled: &[u16],
+    layout: impl Fn(u16) -> QueueLayout,
+    event_idx: bool,
+    memory: &GuestMemoryMmap,
+) -> Option<(Service, Arc<VirtioInterrupt>)> {
+    let mut queues = Vec::new();
+    for &index in enabled {
+        queues.push(ready(index, layout(index), event_idx, memory)?);
+    }
+    let interrupt = Arc::new(VirtioInterrupt::detached(2));
+    let features = features::VERSION_1
+        | if event_idx {
+            features::RING_EVENT_IDX
+        } else {
+            0
+        };
+    let service = device
+        .activate(Activation {
+            memory: memory.clone(),
+            features,
+            queues,
+            interrupt: interrupt.clone(),
+        })
+        .ok()?;
+    Some((service, interrupt))
 }
 
 /// A driver's view of one queue while a seed is being written: where its rings are and the
