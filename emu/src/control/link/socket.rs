@@ -24,6 +24,14 @@ fn seqpacket() -> std::io::Result<OwnedFd> {
     )?)
 }
 
+/// A socket timeout: zero means none, so a given timeout is at least a microsecond.
+fn timeval(timeout: Option<Duration>) -> nix::sys::time::TimeVal {
+    nix::sys::time::TimeVal::new(
+        timeout.map_or(0, |t| t.as_secs() as i64),
+        timeout.map_or(0, |t| i64::from(t.subsec_micros().max(1))),
+    )
+}
+
 /// One end of a link.
 #[derive(Debug)]
 pub struct LinkSocket {
@@ -67,20 +75,20 @@ impl LinkSocket {
     /// Receiving waits at most `timeout` (None: for ever); a wait that ends reports
     /// [`LinkError::TimedOut`].
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
-        let tv = nix::sys::time::TimeVal::new(
-            timeout.map_or(0, |t| t.as_secs() as i64),
-            timeout.map_or(0, |t| i64::from(t.subsec_micros().max(1))),
-        );
-        Ok(setsockopt(&self.fd, sockopt::ReceiveTimeout, &tv)?)
+        Ok(setsockopt(
+            &self.fd,
+            sockopt::ReceiveTimeout,
+            &timeval(timeout),
+        )?)
     }
 
     /// Sending waits at most `timeout` for room (None: for ever).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
-        let tv = nix::sys::time::TimeVal::new(
-            timeout.map_or(0, |t| t.as_secs() as i64),
-            timeout.map_or(0, |t| i64::from(t.subsec_micros().max(1))),
-        );
-        Ok(setsockopt(&self.fd, sockopt::SendTimeout, &tv)?)
+        Ok(setsockopt(
+            &self.fd,
+            sockopt::SendTimeout,
+            &timeval(timeout),
+        )?)
     }
 
     /// Sends one message, with `fd` attached when given.
